@@ -1,0 +1,97 @@
+"""Shipped model configs (``profiles/models/<name>/``) and how a model argument becomes vLLM flags.
+
+A shipped model is a directory holding the public ``config.json`` of a model (weights are never needed: the
+emulator and the CPU hardware loop use ``--load-format dummy``) and ``llm_emu.json`` naming a tokenizer that
+ships inside an installed package, so that everything runs offline. Anything else (an HF id, a local model
+directory) is passed to vLLM unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from llm_emu.errors import EmuError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = PROJECT_ROOT / "profiles" / "models"
+
+
+def cache_dir() -> Path:
+    """Per-user cache for materialised model dirs and datasets (XDG_CACHE_HOME respected)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "llm-emu"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What to hand vLLM (server and benchmark client) for a model argument."""
+
+    model: str
+    """Value for ``--model`` (a directory for shipped models)."""
+    tokenizer: str | None = None
+    """Value for ``--tokenizer`` (None: same as model)."""
+    tokenizer_mode: str | None = None
+    """Value for ``--tokenizer-mode`` (None: vLLM's default)."""
+    served_name: str | None = None
+    """Name the server answers to (``--served-model-name``)."""
+
+    def server_flags(self) -> list[str]:
+        """Flags for ``vllm serve`` / ``llm-emu serve``."""
+        flags = ["--model", self.model]
+        if self.tokenizer:
+            flags += ["--tokenizer", self.tokenizer]
+        if self.tokenizer_mode:
+            flags += ["--tokenizer-mode", self.tokenizer_mode]
+        if self.served_name:
+            flags += ["--served-model-name", self.served_name]
+        return flags
+
+
+def shipped_models() -> list[str]:
+    """Names of the model configs shipped in ``profiles/models``."""
+    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def _package_file(ref: str) -> Path:
+    package, _, name = ref.partition(":")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmuError(f"tokenizer {ref!r} needs the package {package!r}; install it (pip install {package})")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / name
+    if not path.is_file():
+        raise EmuError(f"tokenizer file {path} is missing; reinstall {package}")
+    return path
+
+
+def resolve_model(model: str) -> ResolvedModel:
+    """Turn a shipped model name (or its directory) into a ready model dir; pass anything else through."""
+    src = MODELS_DIR / model if (MODELS_DIR / model / "config.json").is_file() else Path(model)
+    meta_file = src / "llm_emu.json"
+    if not meta_file.is_file():
+        return ResolvedModel(model=model)
+    meta = json.loads(meta_file.read_text())
+    name = src.resolve().name
+    dest = cache_dir() / "models" / name
+    dest.mkdir(parents=True, exist_ok=True)
+    config = (src / "config.json").read_text()
+    if not (dest / "config.json").is_file() or (dest / "config.json").read_text() != config:
+        tmp = dest / ".config.json.tmp"
+        tmp.write_text(config)
+        os.replace(tmp, dest / "config.json")
+    tok_link = dest / meta["tokenizer_file"]
+    target = _package_file(meta["tokenizer"])
+    if not tok_link.exists() or tok_link.resolve() != target.resolve():
+        tok_link.unlink(missing_ok=True)
+        tok_link.symlink_to(target)
+    return ResolvedModel(model=str(dest), tokenizer=str(dest), tokenizer_mode="mistral", served_name=name)
+
+
+def load_model_config(model: str) -> dict[str, object]:
+    """The HF config.json of a shipped model or local model dir ({} when it is a hub id we cannot read)."""
+    src = MODELS_DIR / model if (MODELS_DIR / model / "config.json").is_file() else Path(model)
+    path = src / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
