@@ -184,6 +184,16 @@ def _stdout_to(stream: TextIO) -> Iterator[None]:
                 _proxy = None
 
 
+def _plain(x: Any) -> Any:
+    """numpy scalars (vLLM's metric values) -> Python numbers, recursively through lists."""
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    item = getattr(x, "item", None)
+    if item is not None and getattr(x, "shape", None) == ():
+        return item()
+    return x
+
+
 def _run_client(args: Any, log: TextIO | None) -> dict[str, Any]:
     from vllm.benchmarks.serve import main_async
 
@@ -224,6 +234,7 @@ def run_benchmark(
         completed, mean_/median_/std_/p99_{ttft,tpot,itl,e2el}_ms, ... plus per-request lists
         (ttfts, itls, input_lens, output_lens, start_times, errors) where vLLM provides them
         (``generated_texts`` only in the saved file), and ``result_file``: the saved JSON's path.
+        Numbers are plain Python ints/floats.
     """
     out_dir = Path(result_dir) if result_dir is not None else Path(tempfile.mkdtemp(prefix="llm-emu-bench-"))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -268,5 +279,6 @@ def run_benchmark(
         ) from e
     for key in DROPPED_KEYS:
         result.pop(key, None)
+    result = {k: _plain(v) for k, v in result.items()}
     result["result_file"] = str(out_dir / filename)
     return result

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from llm_emu.errors import ServerError
-from llm_emu.models import resolve_model
+from llm_emu.models import PROJECT_ROOT, resolve_model
 
 STOP_GRACE_S = 15.0
 LOG_TAIL_LINES = 30
@@ -208,7 +208,15 @@ class ServerProcess:
         if self.running:
             return self
         cmd = self.command()
-        env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", "PYTHONUNBUFFERED": "1", **self.spec.env}
+        # Dev mode turns on /reset_prefix_cache; PYTHONPATH lets `-m llm_emu.cli` work from any cwd.
+        pythonpath = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = {
+            **os.environ,
+            "VLLM_SERVER_DEV_MODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": pythonpath,
+            **self.spec.env,
+        }
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         with open(self.log_path, "wb") as log:
