@@ -48,8 +48,8 @@ def _resolve(path: str) -> Callable[..., object]:
     return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
 
 
-def build_parser(with_args: bool = True) -> argparse.ArgumentParser:
-    """Build the top-level parser. ``with_args=False`` skips importing subcommand modules (for --help)."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the top-level parser; only ``command``'s module is imported (others stay cheap for --help)."""
     parser = argparse.ArgumentParser(
         prog="llm-emu",
         description="Serving-native emulator of vLLM, with Ray sweeps and Optuna searches on top.",
@@ -58,7 +58,7 @@ def build_parser(with_args: bool = True) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, add_args, _) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        if with_args:
+        if name == command:
             _resolve(add_args)(p)
     return parser
 
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `llm-emu` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in _COMMANDS else None
-    parser = build_parser(with_args=command is not None)
+    parser = build_parser(command)
     if command is None:
         args = parser.parse_args(argv)  # --help / --version / error for unknown commands
         parser.print_help()

@@ -102,6 +102,8 @@ class ProfileMeta:
     """The model's HF config.json contents (shapes the KV budget computation)."""
     oracle: str = "table"
     """Default latency oracle for this pack."""
+    oracle_params: dict[str, Any] = field(default_factory=dict)
+    """Parameters of the default oracle (e.g. the aic system name, formula coefficients)."""
     schema_version: int = SCHEMA_VERSION
     """Pack format version."""
 

@@ -1,0 +1,70 @@
+"""Clocks and the device timeline on which emulated steps are booked.
+
+The clock is a replaceable component: ``WallClock`` sleeps for real (the server is driven by real clients);
+a virtual clock can implement the same two methods later.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Time source of the emulated device (seconds, monotonic)."""
+
+    def now(self) -> float:
+        """Current time in seconds."""
+        ...
+
+    def sleep_until(self, t: float) -> None:
+        """Block until ``now() >= t`` (returns at once when already past)."""
+        ...
+
+
+class WallClock:
+    """Real time: ``time.monotonic`` and ``time.sleep``."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep_until(self, t: float) -> None:
+        delay = t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+@dataclass(frozen=True)
+class Booking:
+    """One step on the device timeline."""
+
+    launched: float
+    """When vLLM handed the step to the device."""
+    start: float
+    """When the device starts it: max(launched, end of the previous step)."""
+    end: float
+    """start + device latency: when its output is ready."""
+
+
+class DeviceTimeline:
+    """A single device queue: a step starts when it is launched and the previous step is done.
+
+    Booking against the timeline (not sleeping for each latency from "now") means sleep overshoot never
+    accumulates, and async scheduling's overlap of CPU work with device time is kept.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._busy_until = 0.0
+        self._lock = threading.Lock()
+
+    def book(self, latency_s: float, launched: float | None = None) -> Booking:
+        """Reserve ``latency_s`` seconds of device time for a step launched at ``launched`` (default now)."""
+        t = self.clock.now() if launched is None else launched
+        with self._lock:
+            start = max(t, self._busy_until)
+            end = start + max(0.0, latency_s)
+            self._busy_until = end
+        return Booking(launched=t, start=start, end=end)

@@ -1,0 +1,12 @@
+"""The emulator's executor: vLLM's own single-process executor, named so the CPU platform keeps it."""
+
+from __future__ import annotations
+
+from vllm.v1.executor.uniproc_executor import UniProcExecutor
+
+
+class EmuExecutor(UniProcExecutor):
+    """Runs the emulated worker inside the EngineCore process, like a 1-GPU CUDA server.
+
+    A distinct class (instead of ``"uni"``) because the CPU platform rewrites ``"uni"`` to ``"mp"``.
+    """

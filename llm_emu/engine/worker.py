@@ -1,0 +1,197 @@
+"""The emulated worker: vLLM's worker interface with the device replaced by an oracle on a timeline.
+
+vLLM (scheduler, KV-cache manager, output processing) sees an ordinary worker: KV-cache specs derived from the
+model config, a KV budget of the *target* device, and per step a ``ModelRunnerOutput`` with one token for every
+request whose computed tokens reached its known tokens. No model, no KV tensors, no device.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from vllm.v1.outputs import EMPTY_MODEL_RUNNER_OUTPUT, AsyncModelRunnerOutput, ModelRunnerOutput
+from vllm.v1.worker.worker_base import CompilationTimes, WorkerBase
+
+from llm_emu.engine import compat
+from llm_emu.engine.batch import BatchTracker, RequestState, ScheduledReq, step_features
+from llm_emu.engine.clock import Booking, Clock, DeviceTimeline, WallClock
+from llm_emu.engine.settings import EmuSettings
+from llm_emu.engine.tokens import OutputLengthModel, logprob_rows, token_pool, tokenizer_limits
+from llm_emu.oracle import create_oracle
+from llm_emu.profile.features import StepFeatures
+
+# vLLM only configures handlers for loggers under "vllm." (VLLM_PLUGIN_NOTES trap 8).
+logger = logging.getLogger("vllm.llm_emu.worker")
+
+
+class _TimedOutput(AsyncModelRunnerOutput):
+    """The step's output, released when the emulated device finishes it (trap 5: sleep here, not in execute)."""
+
+    def __init__(self, output: ModelRunnerOutput, booking: Booking, worker: EmuWorker, record: dict[str, Any]):
+        self._output = output
+        self._booking = booking
+        self._worker = worker
+        self._record = record
+
+    def get_output(self) -> ModelRunnerOutput:
+        clock = self._worker.clock
+        clock.sleep_until(self._booking.end)
+        self._record["released"] = clock.now()
+        self._worker.trace.write(self._record)
+        return self._output
+
+
+class StepTrace:
+    """Optional JSON-lines trace of every step, flushed incrementally (SIGTERM may skip shutdown)."""
+
+    def __init__(self, path: str | None) -> None:
+        self._fh = open(path, "a", buffering=1) if path else None  # noqa: SIM115 - lives as long as the worker
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._fh is not None:
+            self._fh.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class EmuWorker(WorkerBase):
+    """A ``WorkerBase`` whose device is a latency oracle booked on a ``DeviceTimeline``."""
+
+    def __init__(self, vllm_config: Any, local_rank: int, rank: int, distributed_init_method: str,
+                 is_driver_worker: bool = False, **_: Any) -> None:
+        super().__init__(vllm_config, local_rank, rank, distributed_init_method, is_driver_worker)
+        self.settings = EmuSettings.from_vllm_config(vllm_config)
+        self.clock: Clock = WallClock()
+        self.timeline = DeviceTimeline(self.clock)
+        self.tracker = BatchTracker()
+        self.trace = StepTrace(self.settings.trace)
+        self._pending: tuple[Any, float] | None = None
+        self._num_blocks = 0
+        self._step = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    def init_device(self) -> None:
+        import torch
+
+        self.device = torch.device("cpu")
+        self.pack = self.settings.load_pack(self.model_config)
+        self.oracle = create_oracle(self.pack, self.settings.oracle, seed=self.settings.seed)
+        vocab, special = tokenizer_limits(self.model_config)
+        self._pool = token_pool(vocab, special, seed=self.settings.seed)
+        self._rng = np.random.default_rng(self.settings.seed + 1)
+        self._lengths = OutputLengthModel(self.pack.requests, seed=self.settings.seed + 2)
+        logger.info("llm-emu: emulating %s with the %s oracle (%s); vLLM's scheduler and KV manager run unmodified",
+                    self.pack.meta.device.name, self.oracle.name, self.oracle.provenance)
+
+    def load_model(self, *, load_dummy_weights: bool = False) -> None:
+        """Nothing to load: the forward pass is emulated."""
+
+    def compile_or_warm_up_model(self) -> CompilationTimes:
+        return CompilationTimes(language_model=0.0, encoder=0.0)
+
+    def get_supported_tasks(self) -> tuple[str, ...]:
+        return ("generate",)
+
+    def get_supported_kv_cache_layouts(self) -> list[str]:
+        return compat.kv_cache_layouts()
+
+    def update_max_model_len(self, max_model_len: int) -> None:
+        self.model_config.max_model_len = max_model_len
+
+    def shutdown(self) -> None:
+        self.trace.close()
+
+    # ---- KV cache --------------------------------------------------------------------------------------
+    def get_kv_cache_spec(self) -> dict[str, Any]:
+        from llm_emu.engine.kvspec import kv_cache_spec
+
+        return kv_cache_spec(self.vllm_config)
+
+    def determine_available_memory(self) -> int:
+        from llm_emu.engine.kvspec import available_kv_bytes
+
+        return available_kv_bytes(self.vllm_config, self.pack)
+
+    def initialize_from_config(self, kv_cache_config: Any) -> None:
+        self._num_blocks = int(getattr(kv_cache_config, "num_blocks", 0))
+
+    # ---- stepping --------------------------------------------------------------------------------------
+    def _new_state(self, new: Any) -> RequestState:
+        sp = new.sampling_params
+        prompt_len = len(new.prompt_token_ids) if new.prompt_token_ids is not None else int(
+            new.prompt_embeds.shape[0])
+        eos = None if sp is None or sp.ignore_eos else getattr(sp, "_eos_token_id", None)
+        return RequestState(
+            prompt_len=prompt_len,
+            max_tokens=None if sp is None else sp.max_tokens,
+            logprobs=None if sp is None else sp.logprobs,
+            eos_token_id=eos,
+            target_output_len=self._lengths.draw() if eos is not None else None,
+        )
+
+    def execute_model(self, scheduler_output: Any, *args: Any, **kwargs: Any) -> ModelRunnerOutput | None:
+        launched = self.clock.now()
+        if scheduler_output.total_num_scheduled_tokens == 0:
+            self.tracker.update(scheduler_output, self._new_state)
+            return EMPTY_MODEL_RUNNER_OUTPUT
+        self._pending = (scheduler_output, launched)
+        return None
+
+    def sample_tokens(self, grammar_output: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if self._pending is None:
+            return EMPTY_MODEL_RUNNER_OUTPUT
+        scheduler_output, launched = self._pending
+        self._pending = None
+        t0 = time.perf_counter()
+        scheduled = self.tracker.update(scheduler_output, self._new_state)
+        features = step_features(scheduled)
+        latency = self.oracle.sample(features)
+        booking = self.timeline.book(latency, launched)
+        output = self._make_output(scheduled)
+        self._step += 1
+        record = _record(self._step, features, latency, booking, time.perf_counter() - t0)
+        return _TimedOutput(output, booking, self, record)
+
+    def _make_output(self, scheduled: list[ScheduledReq]) -> ModelRunnerOutput:
+        req_ids = [r.req_id for r in scheduled]
+        draws = self._pool[self._rng.integers(len(self._pool), size=len(scheduled))]
+        sampled: list[list[int]] = []
+        for r, tok in zip(scheduled, draws.tolist()):
+            if not r.token_due:
+                sampled.append([])  # still inside a prefill chunk (trap 7)
+                continue
+            target = r.state.target_output_len
+            if target is not None and r.num_output_tokens + 1 >= target and r.state.eos_token_id is not None:
+                tok = r.state.eos_token_id
+            sampled.append([tok])
+        logprobs = logprob_rows([s[0] if s else 0 for s in sampled], [r.state.logprobs for r in scheduled],
+                                self._pool, self._rng)
+        return ModelRunnerOutput(
+            req_ids=req_ids,
+            req_id_to_index={rid: i for i, rid in enumerate(req_ids)},
+            sampled_token_ids=sampled,
+            logprobs=logprobs,
+        )
+
+
+def _record(step: int, f: StepFeatures, latency: float, b: Booking, overhead: float) -> dict[str, Any]:
+    return {
+        "step": step,
+        "num_prefill_tokens": f.num_prefill_tokens,
+        "num_prefill_reqs": f.num_prefill_reqs,
+        "num_decode_reqs": f.num_decode_reqs,
+        "decode_context_tokens": f.decode_context_tokens,
+        "prefill_context_tokens": f.prefill_context_tokens,
+        "latency": latency,
+        "launched": b.launched,
+        "start": b.start,
+        "end": b.end,
+        "worker_cpu": overhead,
+    }
