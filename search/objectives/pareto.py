@@ -1,0 +1,37 @@
+"""pareto: maximise throughput and minimise a latency metric at a fixed rate (NSGA-II by default)."""
+
+from __future__ import annotations
+
+from optuna.trial import TrialState
+
+from search.evaluator import Evaluator
+from search.objectives.base import Objective, PendingTrial, TrialResult, throughput_value
+
+
+class Pareto(Objective):
+    """Two objectives; with an SLO given, attainment >= target is a constraint on the front as well."""
+
+    @property
+    def constrained(self) -> bool:  # type: ignore[override]
+        return self.spec.slo is not None
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self.spec.metric, self.spec.latency_metric)
+
+    def run(self, batch: list[PendingTrial], evaluator: Evaluator) -> list[TrialResult]:
+        rate = float(self.spec.rate)  # type: ignore[arg-type]
+        todo = [(p, (rate,)) for p in batch if rate not in p.measurements]
+        if todo:
+            self.measure(todo, evaluator)
+        return [self._result(p, rate) for p in batch]
+
+    def _result(self, p: PendingTrial, rate: float) -> TrialResult:
+        if p.error is not None:
+            return self.failed(p)
+        m = p.measurements[rate]
+        values = (throughput_value(m, self.spec.metric), float(m[self.spec.latency_metric]))
+        constraints = None
+        if self.spec.slo is not None:
+            constraints = (self.spec.slo.attainment - float(m["slo_attainment"]),)
+        return TrialResult(TrialState.COMPLETE, values=values, constraints=constraints)
