@@ -234,7 +234,7 @@ def run_benchmark(
         completed, mean_/median_/std_/p99_{ttft,tpot,itl,e2el}_ms, ... plus per-request lists
         (ttfts, itls, input_lens, output_lens, start_times, errors) where vLLM provides them
         (``generated_texts`` only in the saved file), and ``result_file``: the saved JSON's path.
-        Numbers are plain Python ints/floats.
+        Numbers are plain Python ints/floats. A run in which no request completes raises WorkloadError.
     """
     out_dir = Path(result_dir) if result_dir is not None else Path(tempfile.mkdtemp(prefix="llm-emu-bench-"))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -277,6 +277,13 @@ def run_benchmark(
             f"vLLM's benchmark client failed against {base_url} ({type(e).__name__}: {e}); "
             f"check that the server is up and serves {model!r}"
         ) from e
+    if not result.get("completed"):
+        errors = [e for e in result.get("errors") or [] if e]
+        first = str(errors[0]).strip().splitlines()[-1][:300] if errors else "no error text"
+        raise WorkloadError(
+            f"vLLM's benchmark client completed no request against {base_url} ({first}); "
+            f"check that the server is up and serves {model!r}"
+        )
     for key in DROPPED_KEYS:
         result.pop(key, None)
     result = {k: _plain(v) for k, v in result.items()}
