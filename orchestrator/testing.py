@@ -1,0 +1,77 @@
+"""Fake trial runners for tests and demos: exercise Ray, retries and results without starting vLLM.
+
+They live in the package (like optuna.testing) so that Ray workers can unpickle them by reference.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.runner import RateResult, TrialContext
+from orchestrator.trials import Trial
+
+
+def fake_metrics(trial: Trial, rate: float) -> dict[str, float]:
+    """Plausible, deterministic vLLM-like metrics: latency grows with load, shrinks with batch budget."""
+    engine = trial.engine
+    budget = float(engine.get("max_num_batched_tokens") or 2048)
+    chunked = 0.8 if engine.get("enable_chunked_prefill", True) else 1.0
+    load = 50.0 if math.isinf(rate) else rate
+    ttft = chunked * (40.0 + 30.0 * load * 2048.0 / budget)
+    tpot = 8.0 + 0.6 * load
+    n = trial.workload.num_prompts
+    throughput = min(load, 20.0 * budget / 2048.0)
+    return {
+        "completed": float(n), "request_throughput": throughput, "output_throughput": throughput * 200.0,
+        "request_goodput": throughput * (0.99 if ttft < 300 else 0.5),
+        "mean_ttft_ms": ttft, "median_ttft_ms": ttft, "p99_ttft_ms": 2.5 * ttft,
+        "mean_tpot_ms": tpot, "median_tpot_ms": tpot, "p99_tpot_ms": 1.5 * tpot,
+        "mean_itl_ms": tpot, "p99_itl_ms": 2.0 * tpot, "mean_e2el_ms": ttft + 200 * tpot,
+        "p99_e2el_ms": 2.5 * ttft + 300 * tpot,
+    }
+
+
+@dataclass(frozen=True)
+class FakeRunner:
+    """Sleeps ``seconds_per_rate`` per rate and returns ``fake_metrics``; can fail or hang on cue.
+
+    Failure cues are files, so they work across processes and survive the actor being killed:
+    ``fail_first`` attempts of each trial raise; a trial whose hash is in ``always_fail`` always raises.
+    Each attempt touches ``<marker_dir>/<hash>.<attempt>.started`` when it begins (tests wait on it).
+    """
+
+    seconds_per_rate: float = 0.0
+    """Simulated benchmark duration per rate."""
+    fail_first: int = 0
+    """Attempts of every trial that raise before one succeeds."""
+    always_fail: tuple[str, ...] = ()
+    """Trial hashes that never succeed."""
+    marker_dir: str | None = None
+    """Directory for start markers (None: none written)."""
+    block_first_attempt_s: float = 0.0
+    """Extra sleep in attempt 0 only (time for a test to kill the actor mid-trial)."""
+
+    def __call__(self, trial: Trial, ctx: TrialContext) -> tuple[RateResult, ...]:
+        """One fake attempt."""
+        if self.marker_dir:
+            Path(self.marker_dir).mkdir(parents=True, exist_ok=True)
+            (Path(self.marker_dir) / f"{trial.hash}.{ctx.attempt}.started").write_text(str(os.getpid()))
+        if ctx.attempt == 0 and self.block_first_attempt_s:
+            time.sleep(self.block_first_attempt_s)
+        if trial.hash in self.always_fail:
+            raise RuntimeError(f"fake failure of trial {trial.hash}")
+        if ctx.attempt < self.fail_first:
+            raise RuntimeError(f"fake failure of attempt {ctx.attempt}")
+        out = []
+        for rate in trial.workload.request_rates:
+            time.sleep(self.seconds_per_rate)
+            metrics = fake_metrics(trial, rate)
+            att = None
+            if trial.slo is not None:
+                att = metrics["request_goodput"] / metrics["request_throughput"]
+            out.append(RateResult(rate, metrics, att, self.seconds_per_rate))
+        return tuple(out)
