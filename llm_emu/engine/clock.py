@@ -51,20 +51,30 @@ class Booking:
 class DeviceTimeline:
     """A single device queue: a step starts when it is launched and the previous step is done.
 
-    Booking against the timeline (not sleeping for each latency from "now") means sleep overshoot never
-    accumulates, and async scheduling's overlap of CPU work with device time is kept.
+    Booking against the timeline (not sleeping for each latency from "now") keeps async scheduling's overlap
+    of CPU work with device time. Sleep overshoot never accumulates: when a step's output is released late
+    (``released``), that lateness is credited to the next step's launch, which vLLM could only make after
+    the late release (the sync engine's case; with async scheduling the next step is already queued).
     """
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._busy_until = 0.0
+        self._overshoot = 0.0
         self._lock = threading.Lock()
 
     def book(self, latency_s: float, launched: float | None = None) -> Booking:
         """Reserve ``latency_s`` seconds of device time for a step launched at ``launched`` (default now)."""
         t = self.clock.now() if launched is None else launched
         with self._lock:
-            start = max(t, self._busy_until)
+            start = max(t - self._overshoot, self._busy_until)
+            self._overshoot = 0.0
             end = start + max(0.0, latency_s)
             self._busy_until = end
         return Booking(launched=t, start=start, end=end)
+
+    def released(self, booking: Booking, at: float) -> None:
+        """Record that ``booking``'s output reached vLLM at ``at`` (its lateness is credited once)."""
+        with self._lock:
+            if booking.end == self._busy_until:
+                self._overshoot = max(0.0, at - booking.end)

@@ -40,7 +40,8 @@ class _TimedOutput(AsyncModelRunnerOutput):
     def get_output(self) -> ModelRunnerOutput:
         clock = self._worker.clock
         clock.sleep_until(self._booking.end)
-        self._record["released"] = clock.now()
+        self._record["released"] = released = clock.now()
+        self._worker.timeline.released(self._booking, released)
         self._worker.trace.write(self._record)
         return self._output
 
@@ -49,7 +50,7 @@ class StepTrace:
     """Optional JSON-lines trace of every step, flushed incrementally (SIGTERM may skip shutdown)."""
 
     def __init__(self, path: str | None) -> None:
-        self._fh = open(path, "a", buffering=1) if path else None  # noqa: SIM115 - lives as long as the worker
+        self._fh = open(path, "a", buffering=1) if path else None
 
     def write(self, record: dict[str, Any]) -> None:
         if self._fh is not None:
@@ -163,7 +164,7 @@ class EmuWorker(WorkerBase):
         req_ids = [r.req_id for r in scheduled]
         draws = self._pool[self._rng.integers(len(self._pool), size=len(scheduled))]
         sampled: list[list[int]] = []
-        for r, tok in zip(scheduled, draws.tolist()):
+        for r, tok in zip(scheduled, draws.tolist(), strict=True):
             if not r.token_due:
                 sampled.append([])  # still inside a prefill chunk (trap 7)
                 continue

@@ -1,0 +1,77 @@
+"""The capture workload: vLLM benchmark-client runs that cover the batch space of the profiled engine.
+
+Sizes are relative to the engine's resolved limits (max_num_batched_tokens B, max_num_seqs S, max_model_len L)
+so the same plan fits a CPU server (2048/128) and an H100 server (8192/1024):
+
+* pure prefill steps up to B tokens (random dataset, one request at a time, few output tokens);
+* decode batches from 1 to S requests at short and long contexts (random dataset, max_concurrency levels);
+* mixed prefill+decode steps (random dataset at high concurrency, chunked prefill);
+* ShareGPT at several Poisson rates (the shape of the validation workload).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llm_emu.benchclient import Workload
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """One benchmark run of the capture."""
+
+    label: str
+    workload: Workload
+
+
+def _rnd(label: str, inp: int, out: int, conc: int, n: int, seed: int) -> PlanItem:
+    wl = Workload(dataset="random", num_prompts=max(1, n), request_rate=float("inf"), max_concurrency=max(1, conc),
+                  random_input_len=max(1, inp), random_output_len=max(1, out), seed=seed, ignore_eos=True)
+    return PlanItem(f"random in={inp} out={out} conc={conc} n={n}", wl)
+
+
+def capture_plan(max_num_batched_tokens: int, max_num_seqs: int, max_model_len: int, *,
+                 quick: bool = False, sharegpt_prompts: int = 400,
+                 sharegpt_rates: tuple[float, ...] = (2.0, 8.0, 16.0, 32.0, float("inf"))) -> list[PlanItem]:
+    """The list of benchmark runs for a capture (see module docstring)."""
+    B, S, L = max_num_batched_tokens, max_num_seqs, max_model_len
+    # Random prompts must leave room for outputs within the context limit.
+    big = max(16, min(B, L - 64) - 16)
+    items: list[PlanItem] = []
+    if quick:
+        items += [
+            _rnd("", big, 4, 1, 3, 1),
+            _rnd("", min(256, big), 32, 16, 32, 2),
+            _rnd("", 64, 64, min(S, 64), min(S, 64), 3),
+        ]
+        sg = [PlanItem("sharegpt rate=16", Workload(dataset="sharegpt", num_prompts=120, request_rate=16.0, seed=4))]
+        return [*items, *sg]
+    seed = 10
+    # Pure prefill sweep: one request at a time.
+    for frac in (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0):
+        inp = max(8, int(big * frac))
+        items.append(_rnd("", inp, 2, 1, 6 if frac <= 0.25 else 4, seed))
+        seed += 1
+    # Decode batches at short contexts, 1..S.
+    conc = 1
+    while True:
+        items.append(_rnd("", 64, 192, min(conc, S), max(4, 2 * min(conc, S)), seed))
+        seed += 1
+        if conc >= S:
+            break
+        conc *= 4
+    # Long contexts.
+    long_in = max(64, min(L // 2, L - 512))
+    for c in (4, 16, min(64, S)):
+        items.append(_rnd("", long_in, 256, c, 2 * c, seed))
+        seed += 1
+    # Mixed prefill + decode steps (chunked prefill when prompts exceed the token budget).
+    for inp, out, c in ((512, 128, min(32, S)), (1024, 64, min(64, S)), (min(3 * B // 2, L - 256), 32, 8)):
+        items.append(_rnd("", max(8, inp), out, c, 3 * c, seed))
+        seed += 1
+    for rate in sharegpt_rates:
+        items.append(PlanItem(f"sharegpt rate={rate:g}",
+                              Workload(dataset="sharegpt", num_prompts=sharegpt_prompts, request_rate=rate,
+                                       seed=seed)))
+        seed += 1
+    return items

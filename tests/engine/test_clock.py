@@ -1,0 +1,49 @@
+"""The device timeline books steps back to back; overshoot never accumulates."""
+
+from __future__ import annotations
+
+from llm_emu.engine.clock import DeviceTimeline
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep_until(self, t: float) -> None:
+        self.t = max(self.t, t) + 0.0003  # every sleep overshoots by 0.3 ms
+
+
+def test_steps_queue_behind_each_other() -> None:
+    clock = FakeClock()
+    tl = DeviceTimeline(clock)
+    a = tl.book(0.010)
+    b = tl.book(0.010)  # launched while a is running (async scheduling): starts when a ends
+    assert (a.start, a.end) == (100.0, 100.010)
+    assert b.start == a.end and abs(b.end - 100.020) < 1e-12
+
+
+def test_overshoot_does_not_accumulate_in_a_sync_engine() -> None:
+    """Sync engine: each step is launched only after the previous output is released (late by 0.3 ms)."""
+    clock = FakeClock()
+    tl = DeviceTimeline(clock)
+    for _ in range(1000):
+        b = tl.book(0.005)
+        clock.sleep_until(b.end)
+        tl.released(b, clock.now())
+    # without the credit this would be 1000 x (5 + 0.3) ms
+    assert abs((clock.t - 100.0) - (1000 * 0.005 + 0.0003)) < 1e-6
+
+
+def test_cpu_gaps_are_not_credited() -> None:
+    """Real CPU time between steps (here 2 ms) is kept: only the overshoot is credited."""
+    clock = FakeClock()
+    tl = DeviceTimeline(clock)
+    for _ in range(100):
+        b = tl.book(0.005)
+        clock.sleep_until(b.end)
+        tl.released(b, clock.now())
+        clock.t += 0.002
+    assert abs((clock.t - 100.0) - 100 * 0.007 - 0.0003) < 1e-6
