@@ -30,10 +30,12 @@ from search.storage import (
     counted_trials,
     default_storage_url,
     make_storage,
+    quiet,
     recover_stale,
 )
 
 BASELINE_ATTR = "baseline"
+_CONSTRAINT_NAMES = ("slo_attainment",)
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ def open_study(task: SearchTask, objective: Objective) -> tuple[optuna.Study, RD
     """Create or load the task's study (and return its RDB storage, which Optuna wraps in a cache)."""
     task.out_dir.mkdir(parents=True, exist_ok=True)
     storage = make_storage(task.storage_url, task.search)
-    sampler = make_sampler(task.search, constrained=objective.constrained)
+    sampler = make_sampler(task.search)
     study = optuna.create_study(storage=storage, sampler=sampler, study_name=task.study_name,
                                 directions=objective.directions, load_if_exists=True)
     with warnings.catch_warnings():
@@ -162,7 +164,8 @@ def ask_batch(study: optuna.Study, task: SearchTask, size: int, hb: Heartbeat,
     while len(batch) + len(infeasible) < size and dupes < spec.max_duplicate_asks:
         if isinstance(study.sampler, AskTellGridSampler) and study.sampler.is_exhausted(study):
             break
-        trial = study.ask()
+        with quiet():
+            trial = study.ask()
         p = _pending(trial, task)
         key = config_key(p.engine_args)
         if key in seen and not trial.user_attrs.get("config_key") == key:
@@ -190,6 +193,9 @@ def _tell(study: optuna.Study, p: PendingTrial, r: TrialResult) -> None:
         p.trial.set_user_attr(key, value)
     if r.constraints is not None:
         p.trial.set_user_attr(CONSTRAINTS_ATTR, list(r.constraints))
+        for i, value in enumerate(r.constraints):
+            # Optuna 5's constraint machinery: read by TPE/GP/NSGA-II and by study.best_trials.
+            p.trial.set_constraint(_CONSTRAINT_NAMES[i] if i < len(_CONSTRAINT_NAMES) else str(i), value)
     study.tell(p.trial, list(r.values) if r.values is not None else None, state=r.state)
 
 

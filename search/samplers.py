@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -12,12 +12,11 @@ from search.space import grid_space
 from search.spec import SearchSpec
 
 CONSTRAINTS_ATTR = "constraints"
-"""User attr holding a trial's constraint values (> 0 = violated), read by `constraints_func`."""
+"""User attr mirroring a trial's constraint values (> 0 = violated), for result rows and resumed studies.
 
-
-def constraints_func(trial: FrozenTrial) -> Sequence[float]:
-    """Optuna constraints_func: the values the objective stored on the trial (none stored = feasible)."""
-    return tuple(trial.user_attrs.get(CONSTRAINTS_ATTR, (0.0,)))
+The samplers themselves read Optuna 5's per-trial constraints (`Trial.set_constraint`, which replaced the
+deprecated `constraints_func`): TPE, GP and NSGA-II all honour them, and `study.best_trials` filters on them.
+"""
 
 
 class AskTellGridSampler(optuna.samplers.GridSampler):
@@ -31,43 +30,40 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
         return None
 
 
-def _tpe(spec: SearchSpec, constrained: bool) -> optuna.samplers.BaseSampler:
+def _tpe(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(
-        seed=spec.seed, multivariate=True, group=True, constant_liar=True,
+        seed=spec.seed, multivariate=True, constant_liar=True,
         n_startup_trials=min(10, max(2, (spec.n_trials or 20) // 4)),
-        constraints_func=constraints_func if constrained else None,
     )
 
 
-def _gp(spec: SearchSpec, constrained: bool) -> optuna.samplers.BaseSampler:
+def _gp(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GPSampler(
         seed=spec.seed, n_startup_trials=min(10, max(2, (spec.n_trials or 20) // 4)),
-        constraints_func=constraints_func if constrained else None,
     )
 
 
-def _nsgaii(spec: SearchSpec, constrained: bool) -> optuna.samplers.BaseSampler:
+def _nsgaii(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     population = max(4, min(50, (spec.n_trials or 50) // 4))
     return optuna.samplers.NSGAIISampler(
         seed=spec.seed, population_size=population,
-        constraints_func=constraints_func if constrained else None,
     )
 
 
-def _random(spec: SearchSpec, constrained: bool) -> optuna.samplers.BaseSampler:
+def _random(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=spec.seed)
 
 
-def _grid(spec: SearchSpec, constrained: bool) -> optuna.samplers.BaseSampler:
+def _grid(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     return AskTellGridSampler(grid_space(spec), seed=spec.seed)
 
 
-SAMPLER_REGISTRY: dict[str, Callable[[SearchSpec, bool], optuna.samplers.BaseSampler]] = {
+SAMPLER_REGISTRY: dict[str, Callable[[SearchSpec], optuna.samplers.BaseSampler]] = {
     "tpe": _tpe, "gp": _gp, "nsgaii": _nsgaii, "random": _random, "grid": _grid,
 }
-"""Random and grid samplers take no constraints; the controller ranks feasibility itself for them."""
+"""Random and grid samplers ignore constraints when sampling; results are still ranked feasible-first."""
 
 
-def make_sampler(spec: SearchSpec, *, constrained: bool) -> optuna.samplers.BaseSampler:
-    """Build the spec's sampler; `constrained` wires the SLO constraint into samplers that accept one."""
-    return SAMPLER_REGISTRY[spec.sampler](spec, constrained)
+def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+    """Build the spec's sampler (constraints reach it through the trials, see CONSTRAINTS_ATTR)."""
+    return SAMPLER_REGISTRY[spec.sampler](spec)

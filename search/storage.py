@@ -6,21 +6,33 @@ thread that beats for every trial this controller holds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from search.spec import SearchSpec
 
 SKIPPED_ATTR = "skipped"
 """User attr on FAIL trials that were never run (a duplicate config); they do not count toward n_trials."""
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence Optuna's experimental-API notices and its "heartbeat is meant for Study.optimize" warning:
+    heartbeats with ask/tell are exactly what this module implements."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        yield
 
 
 def default_storage_url(out_dir: Path) -> str:
@@ -36,13 +48,14 @@ def make_storage(url: str, spec: SearchSpec) -> RDBStorage:
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    return RDBStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=spec.heartbeat_interval_s,
-        grace_period=spec.grace_period_s,
-        heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=spec.max_retry),
-    )
+    with quiet():
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=spec.heartbeat_interval_s,
+            grace_period=spec.grace_period_s,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retry),
+        )
 
 
 class Heartbeat:
@@ -110,7 +123,8 @@ def recover_stale(study: optuna.Study, storage: RDBStorage, spec: SearchSpec,
     deadline = time.monotonic() + spec.grace_period_s + 2 * spec.heartbeat_interval_s
     announced = False
     while True:
-        optuna.storages.fail_stale_trials(study)
+        with quiet():
+            optuna.storages.fail_stale_trials(study)
         _fail_unbeaten(study, storage, spec.grace_period_s)
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if not running or time.monotonic() > deadline:
@@ -125,7 +139,8 @@ def recover_stale(study: optuna.Study, storage: RDBStorage, spec: SearchSpec,
 def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
     """Numbers of FAIL trials that have a retry (so they must not count)."""
     # retry_history, not retried_trial_number: a retry of a retry keeps the *first* failed number.
-    return {n for t in trials for n in (RetryFailedTrialCallback.retry_history(t) or [])}
+    with quiet():
+        return {n for t in trials for n in (RetryHeartbeatStaleTrialCallback.retry_history(t) or [])}
 
 
 def counted_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -51,8 +51,6 @@ class Objective(ABC):
     """
 
     metric_names: tuple[str, ...] = ()
-    constrained: bool = False
-    """Whether results carry SLO constraints for the sampler's constraints_func."""
 
     def __init__(self, spec: SearchSpec) -> None:
         self.spec = spec

@@ -12,10 +12,6 @@ class Pareto(Objective):
     """Two objectives; with an SLO given, attainment >= target is a constraint on the front as well."""
 
     @property
-    def constrained(self) -> bool:  # type: ignore[override]
-        return self.spec.slo is not None
-
-    @property
     def metric_names(self) -> tuple[str, ...]:  # type: ignore[override]
         return (self.spec.metric, self.spec.latency_metric)
 

@@ -11,8 +11,6 @@ from search.objectives.base import Objective, PendingTrial, TrialResult, through
 class SloThroughput(Objective):
     """One measurement per config at `rate`; the SLO is an Optuna constraint, not a penalty."""
 
-    constrained = True
-
     @property
     def metric_names(self) -> tuple[str, ...]:  # type: ignore[override]
         return (self.spec.metric,)

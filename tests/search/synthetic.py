@@ -6,6 +6,7 @@ offered rate relative to a config's capacity. Per-request lists are generated so
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -24,7 +25,7 @@ def metrics_for(cfg: Mapping[str, Any], rate: float) -> dict[str, Any]:
     cap = capacity(cfg)
     # Request i misses the SLO iff its "load index" exceeds the headroom: attainment falls linearly past cap.
     frac_bad = min(1.0, max(0.0, (rate - cap) / cap + 0.1 * (rate >= cap)))
-    n_bad = round(frac_bad * N_REQ)
+    n_bad = math.ceil(frac_bad * N_REQ - 1e-9)
     ttfts = [0.9 if i < n_bad else 0.1 for i in range(N_REQ)]
     itls = [[0.02, 0.02] for _ in range(N_REQ)]
     thr = min(rate, cap * 1.05)
@@ -53,3 +54,22 @@ class SyntheticEvaluator:
         if self.fail_if and all(r.engine_args.get(k) == v for k, v in self.fail_if.items()):
             return TrialOutcome({}, status="failed", error="server exited with code 1")
         return TrialOutcome({rate: metrics_for(r.engine_args, rate) for rate in r.rates})
+
+
+def smooth_metrics(cfg: Mapping[str, Any], rate: float) -> dict[str, Any]:
+    """Throughput rises (saturating) with max_num_seqs and mildly with max_num_batched_tokens; latency rises
+    with both, so the SLO holds only for max_num_seqs <= 192 and max_num_batched_tokens <= 6144.
+    Optimum: (192, 6144) -> 10 * (1 - e^-3) + 3 = 12.50 req/s."""
+    seqs, mnbt = cfg.get("max_num_seqs", 64), cfg.get("max_num_batched_tokens", 2048)
+    thr = 10.0 * (1 - math.exp(-seqs / 64.0)) + mnbt / 2048.0
+    ok = seqs <= 192 and mnbt <= 6144
+    ttfts = [0.1 if ok or i % 2 else 0.9 for i in range(N_REQ)]
+    return {"request_throughput": thr, "request_goodput": thr, "completed": N_REQ, "p99_e2el_ms": seqs + mnbt / 8,
+            "ttfts": ttfts, "itls": [[0.02]] * N_REQ, "errors": [""] * N_REQ}
+
+
+class SmoothEvaluator(SyntheticEvaluator):
+    """SyntheticEvaluator on the `smooth_metrics` surface."""
+
+    def _one(self, r: TrialRequest) -> TrialOutcome:
+        return TrialOutcome({rate: smooth_metrics(r.engine_args, rate) for rate in r.rates})
