@@ -94,9 +94,7 @@ def build_command(spec: ServerSpec, port: int, *, cpu_only: bool | None = None) 
         ]
     if spec.kind == "emulated":
         if not spec.profile:
-            raise ServerError(
-                "an emulated server needs a profile; set ServerSpec.profile (e.g. 'aic:h100_sxm')"
-            )
+            raise ServerError("an emulated server needs a profile; set ServerSpec.profile (e.g. 'aic:h100_sxm')")
         return [
             sys.executable,
             "-m",

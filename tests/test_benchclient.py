@@ -52,9 +52,7 @@ def test_sharegpt_workload_maps_onto_vllm_args() -> None:
 
 
 def test_random_workload_and_defaults() -> None:
-    v = vars(
-        _args(Workload(dataset="random", random_input_len=64, random_output_len=16, sharegpt_output_len=9))
-    )
+    v = vars(_args(Workload(dataset="random", random_input_len=64, random_output_len=16, sharegpt_output_len=9)))
     assert v["dataset_name"] == "random" and v["dataset_path"] is None
     assert (v["random_input_len"], v["random_output_len"]) == (64, 16)
     assert v["request_rate"] == float("inf") and v["max_concurrency"] is None and not v["ignore_eos"]
@@ -125,9 +123,7 @@ def test_real_vllm_cpu_server_sharegpt_benchmark(tmp_path: Path) -> None:
         out: dict[str, dict] = {}
         w = Workload(dataset="random", num_prompts=4, random_input_len=32, random_output_len=8)
         th = threading.Thread(
-            target=lambda: out.update(
-                r=run_benchmark(srv.base_url, srv.served_model, w, tokenizer_model="tiny-llama")
-            )
+            target=lambda: out.update(r=run_benchmark(srv.base_url, srv.served_model, w, tokenizer_model="tiny-llama"))
         )
         th.start()
         th.join(120)

@@ -49,9 +49,7 @@ def test_real_command_respects_given_flags() -> None:
 
 
 def test_emulated_command() -> None:
-    spec = ServerSpec(
-        kind="emulated", model="tiny-llama", profile="aic:h100_sxm", vllm_args=("--max-num-seqs", "8")
-    )
+    spec = ServerSpec(kind="emulated", model="tiny-llama", profile="aic:h100_sxm", vllm_args=("--max-num-seqs", "8"))
     assert build_command(spec, 9000) == [
         sys.executable, "-m", "llm_emu.cli", "serve", "--profile", "aic:h100_sxm", "--model", "tiny-llama",
         "--host", "127.0.0.1", "--port", "9000", "--max-num-seqs", "8",
@@ -137,9 +135,7 @@ def test_startup_timeout_raises_and_kills(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.ci_e2e
 def test_real_vllm_bad_flag_fails_fast(tmp_path: Path) -> None:
-    spec = ServerSpec(
-        kind="real", model="tiny-llama", vllm_args=("--no-such-flag",), log_path=tmp_path / "v.log"
-    )
+    spec = ServerSpec(kind="real", model="tiny-llama", vllm_args=("--no-such-flag",), log_path=tmp_path / "v.log")
     t0 = time.monotonic()
     with pytest.raises(ServerError, match=r"(?s)exited with code.*no-such-flag"):
         ServerProcess(spec).start()
