@@ -11,6 +11,15 @@ from search.runner import SearchResult, SearchTask, run_search, run_study, task_
 from search.spec import SearchSpec, parse_search_spec
 
 __all__ = [
-    "Evaluator", "SearchResult", "SearchSpec", "SearchTask", "TrialOutcome", "TrialRequest", "config_key",
-    "parse_search_spec", "run_search", "run_study", "task_from_sweep",
+    "Evaluator",
+    "SearchResult",
+    "SearchSpec",
+    "SearchTask",
+    "TrialOutcome",
+    "TrialRequest",
+    "config_key",
+    "parse_search_spec",
+    "run_search",
+    "run_study",
+    "task_from_sweep",
 ]

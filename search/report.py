@@ -52,10 +52,14 @@ def trial_rows(t: FrozenTrial) -> list[dict[str, Any]]:
     status, error = _status(t)
     engine = t.user_attrs.get("engine_args", {})
     base: dict[str, Any] = {
-        "trial_number": t.number, "trial_hash": t.user_attrs.get("config_key"), "state": t.state.name,
+        "trial_number": t.number,
+        "trial_hash": t.user_attrs.get("config_key"),
+        "state": t.state.name,
         "baseline": bool(t.user_attrs.get("baseline")),
         "config": " ".join(f"{k}={v}" for k, v in sorted(t.user_attrs.get("overrides", {}).items())) or "base",
-        "engine_args": json.dumps(engine, sort_keys=True), "status": status, "error": error,
+        "engine_args": json.dumps(engine, sort_keys=True),
+        "status": status,
+        "error": error,
         "feasible": all(c <= 0 for c in t.user_attrs.get(CONSTRAINTS_ATTR, ())),
     }
     base.update({ENGINE_PREFIX + k: v for k, v in engine.items()})
@@ -70,8 +74,12 @@ def trial_rows(t: FrozenTrial) -> list[dict[str, Any]]:
 def result_frame(result: SearchResult) -> pd.DataFrame:
     """All finished trials' rows (skipped duplicates and still-running trials left out)."""
     done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    rows = [r for t in result.study.get_trials(deepcopy=False)
-            if t.state in done and SKIPPED_ATTR not in t.user_attrs for r in trial_rows(t)]
+    rows = [
+        r
+        for t in result.study.get_trials(deepcopy=False)
+        if t.state in done and SKIPPED_ATTR not in t.user_attrs
+        for r in trial_rows(t)
+    ]
     df = pd.DataFrame(rows)
     for col in df.columns:  # mixed-type engine columns (None in one trial, 512 in another) for parquet
         if df[col].dtype == object:

@@ -91,12 +91,14 @@ def task_from_sweep(sweep: Any, out_dir: str | Path | None = None) -> SearchTask
     spec = parse_search_spec(raw, base_engine_args=engine_args, top_level_slo=_slo_mapping(get("slo")))
     if out_dir is None:
         out_dir = sweep.output_dir() if hasattr(sweep, "output_dir") else (get("output") or f"runs/{get('name')}")
-    return SearchTask(name=str(get("name")), model=str(get("model")), engine_args=engine_args,
-                      out_dir=Path(out_dir), search=spec)
+    return SearchTask(
+        name=str(get("name")), model=str(get("model")), engine_args=engine_args, out_dir=Path(out_dir), search=spec
+    )
 
 
-def run_search(spec: Any, args: Any = None, *, evaluator: Evaluator | None = None,
-               log: Callable[[str], None] = print) -> SearchResult:
+def run_search(
+    spec: Any, args: Any = None, *, evaluator: Evaluator | None = None, log: Callable[[str], None] = print
+) -> SearchResult:
     """Entry point for `llm-emu sweep` when the spec has a `search:` section.
 
     Args:
@@ -120,8 +122,13 @@ def open_study(task: SearchTask, objective: Objective) -> tuple[optuna.Study, RD
     task.out_dir.mkdir(parents=True, exist_ok=True)
     storage = make_storage(task.storage_url, task.search)
     sampler = make_sampler(task.search)
-    study = optuna.create_study(storage=storage, sampler=sampler, study_name=task.study_name,
-                                directions=objective.directions, load_if_exists=True)
+    study = optuna.create_study(
+        storage=storage,
+        sampler=sampler,
+        study_name=task.study_name,
+        directions=objective.directions,
+        load_if_exists=True,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(objective.metric_names))
@@ -143,9 +150,11 @@ def _budget_left(study: optuna.Study, spec: SearchSpec) -> int:
 
 
 def _tried_keys(study: optuna.Study) -> set[str]:
-    return {t.user_attrs["config_key"] for t in study.get_trials(deepcopy=False)
-            if "config_key" in t.user_attrs and SKIPPED_ATTR not in t.user_attrs
-            and t.state != TrialState.WAITING}
+    return {
+        t.user_attrs["config_key"]
+        for t in study.get_trials(deepcopy=False)
+        if "config_key" in t.user_attrs and SKIPPED_ATTR not in t.user_attrs and t.state != TrialState.WAITING
+    }
 
 
 def _pending(trial: optuna.Trial, task: SearchTask) -> PendingTrial:
@@ -156,8 +165,9 @@ def _pending(trial: optuna.Trial, task: SearchTask) -> PendingTrial:
     return PendingTrial(trial, overrides, engine_args, measurements=inherited)
 
 
-def ask_batch(study: optuna.Study, task: SearchTask, size: int, hb: Heartbeat,
-              log: Callable[[str], None]) -> tuple[list[PendingTrial], list[PendingTrial]]:
+def ask_batch(
+    study: optuna.Study, task: SearchTask, size: int, hb: Heartbeat, log: Callable[[str], None]
+) -> tuple[list[PendingTrial], list[PendingTrial]]:
     """Ask up to `size` new configs: (to evaluate, infeasible). Duplicates are skipped, not counted."""
     spec, batch, infeasible = task.search, [], []
     seen, dupes = _tried_keys(study), 0
@@ -232,7 +242,7 @@ def feasible(t: FrozenTrial) -> bool:
 
 
 def _dominates(a: FrozenTrial, b: FrozenTrial, signs: list[float]) -> bool:
-    pairs = [(s * x, s * y) for s, x, y in zip(signs, a.values, b.values)]
+    pairs = [(s * x, s * y) for s, x, y in zip(signs, a.values, b.values, strict=True)]
     return all(x >= y for x, y in pairs) and any(x > y for x, y in pairs)
 
 
@@ -248,6 +258,9 @@ def best_trials(study: optuna.Study, spec: SearchSpec) -> list[FrozenTrial]:
 
 def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
     """The last finished trial run with vLLM's defaults for the searched args."""
-    base = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(BASELINE_ATTR)
-            and t.state in (TrialState.COMPLETE, TrialState.FAIL)]
+    base = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get(BASELINE_ATTR) and t.state in (TrialState.COMPLETE, TrialState.FAIL)
+    ]
     return base[-1] if base else None

@@ -32,21 +32,25 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
 
 def _tpe(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(
-        seed=spec.seed, multivariate=True, constant_liar=True,
+        seed=spec.seed,
+        multivariate=True,
+        constant_liar=True,
         n_startup_trials=min(10, max(2, (spec.n_trials or 20) // 4)),
     )
 
 
 def _gp(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GPSampler(
-        seed=spec.seed, n_startup_trials=min(10, max(2, (spec.n_trials or 20) // 4)),
+        seed=spec.seed,
+        n_startup_trials=min(10, max(2, (spec.n_trials or 20) // 4)),
     )
 
 
 def _nsgaii(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     population = max(4, min(50, (spec.n_trials or 50) // 4))
     return optuna.samplers.NSGAIISampler(
-        seed=spec.seed, population_size=population,
+        seed=spec.seed,
+        population_size=population,
     )
 
 
@@ -59,7 +63,11 @@ def _grid(spec: SearchSpec) -> optuna.samplers.BaseSampler:
 
 
 SAMPLER_REGISTRY: dict[str, Callable[[SearchSpec], optuna.samplers.BaseSampler]] = {
-    "tpe": _tpe, "gp": _gp, "nsgaii": _nsgaii, "random": _random, "grid": _grid,
+    "tpe": _tpe,
+    "gp": _gp,
+    "nsgaii": _nsgaii,
+    "random": _random,
+    "grid": _grid,
 }
 """Random and grid samplers ignore constraints when sampling; results are still ranked feasible-first."""
 

@@ -33,12 +33,14 @@ def slo_attainment(metrics: Mapping[str, Any], slo: SloSpec) -> float:
         if not ttfts:
             return 0.0
         errors = metrics.get("errors") or [""] * len(ttfts)
-        met = sum(not err and _request_meets(t, i, slo) for t, i, err in zip(ttfts, itls, errors))
+        met = sum(not err and _request_meets(t, i, slo) for t, i, err in zip(ttfts, itls, errors, strict=False))
         return met / len(ttfts)
     goodput, throughput = metrics.get("request_goodput"), metrics.get("request_throughput")
     if goodput is None or throughput is None:
-        raise SearchError("metrics hold neither per-request ttfts/itls nor request_goodput; run the benchmark "
-                          "with --goodput (TrialRequest.goodput) or keep per-request details")
+        raise SearchError(
+            "metrics hold neither per-request ttfts/itls nor request_goodput; run the benchmark "
+            "with --goodput (TrialRequest.goodput) or keep per-request details"
+        )
     return float(goodput) / float(throughput) if throughput else 0.0
 
 

@@ -10,8 +10,7 @@ import optuna
 
 from search.spec import Constraint, ParamSpec, SearchSpec
 
-_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-        "==": operator.eq, "!=": operator.ne}
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 
 
 def _suggest(trial: optuna.Trial, p: ParamSpec) -> Any:

@@ -241,13 +241,17 @@ def _parse_constraint(raw: Any, i: int) -> Constraint:
     if "rule" in raw:
         m = _RULE.match(str(raw.pop("rule")))
         if not m:
-            raise SpecError(f"{where}.rule must read '<arg or number> <op> <arg or number>', "
-                            "e.g. 'max_num_batched_tokens >= max_model_len'")
+            raise SpecError(
+                f"{where}.rule must read '<arg or number> <op> <arg or number>', "
+                "e.g. 'max_num_batched_tokens >= max_model_len'"
+            )
         raw.update(left=_operand(m.group(1)), op=m.group(2), right=_operand(m.group(3)))
     for key in ("left", "op", "right"):
         if key not in raw:
-            raise SpecError(f"{where} needs `rule` (e.g. 'max_num_batched_tokens >= max_model_len') or "
-                            f"left/op/right; `{key}` is missing")
+            raise SpecError(
+                f"{where} needs `rule` (e.g. 'max_num_batched_tokens >= max_model_len') or "
+                f"left/op/right; `{key}` is missing"
+            )
     if raw["op"] not in _OPS:
         raise SpecError(f"{where}.op ({raw['op']!r}) must be one of {list(_OPS)}")
     cond = {k: _conditions(raw[k], f"{where}.{k}") for k in ("unless", "when") if k in raw}
@@ -340,8 +344,10 @@ def _validate_spec(spec: SearchSpec, base: dict[str, Any]) -> None:
     for i, c in enumerate(spec.constraints):
         for ref in (c.left, c.right, *(n for n, _ in (*c.unless, *c.when))):
             if isinstance(ref, str) and ref not in known:
-                raise SpecError(f"search.constraints[{i}] refers to {ref!r}, which is neither in search.space nor "
-                                f"in engine_args; add it to engine_args (e.g. max_model_len: 4096)")
+                raise SpecError(
+                    f"search.constraints[{i}] refers to {ref!r}, which is neither in search.space nor "
+                    f"in engine_args; add it to engine_args (e.g. max_model_len: 4096)"
+                )
     if spec.sampler == "grid":
         for p in spec.space:
             p.grid_values()
@@ -349,8 +355,10 @@ def _validate_spec(spec: SearchSpec, base: dict[str, Any]) -> None:
 
 def _validate_objective(spec: SearchSpec) -> None:
     if spec.objective in ("slo_throughput", "capacity") and spec.slo is None:
-        raise SpecError(f"search.objective {spec.objective} needs an SLO: add search.slo (or a top-level slo) "
-                        "with ttft_ms/tpot_ms/e2el_ms and attainment")
+        raise SpecError(
+            f"search.objective {spec.objective} needs an SLO: add search.slo (or a top-level slo) "
+            "with ttft_ms/tpot_ms/e2el_ms and attainment"
+        )
     if spec.objective in ("slo_throughput", "pareto"):
         if spec.rate is None:
             raise SpecError(f"search.objective {spec.objective} needs `rate` (req/s) at which trials are measured")

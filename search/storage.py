@@ -89,8 +89,7 @@ class Heartbeat:
         self._thread.start()
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self._stop.set()
         self._thread.join()
 
@@ -113,8 +112,9 @@ def _fail_unbeaten(study: optuna.Study, storage: RDBStorage, grace_s: float) -> 
                 callback(study, study._storage.get_trial(t._trial_id))
 
 
-def recover_stale(study: optuna.Study, storage: RDBStorage, spec: SearchSpec,
-                  log: Callable[[str], None] = print) -> None:
+def recover_stale(
+    study: optuna.Study, storage: RDBStorage, spec: SearchSpec, log: Callable[[str], None] = print
+) -> None:
     """Fail (and re-enqueue via the retry callback) RUNNING trials left by a killed controller.
 
     A trial whose last heartbeat is younger than the grace period may belong to a live controller, so we
@@ -130,8 +130,10 @@ def recover_stale(study: optuna.Study, storage: RDBStorage, spec: SearchSpec,
         if not running or time.monotonic() > deadline:
             return
         if not announced:
-            log(f"search: {len(running)} RUNNING trial(s) from an earlier controller; waiting up to "
-                f"{spec.grace_period_s} s for their heartbeats to go stale")
+            log(
+                f"search: {len(running)} RUNNING trial(s) from an earlier controller; waiting up to "
+                f"{spec.grace_period_s} s for their heartbeats to go stale"
+            )
             announced = True
         time.sleep(min(1.0, spec.heartbeat_interval_s))
 
@@ -149,7 +151,8 @@ def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
     retried = retried_numbers(trials)
     final = (TrialState.COMPLETE, TrialState.PRUNED)
     return [
-        t for t in trials
+        t
+        for t in trials
         if t.state in final
         or (t.state == TrialState.FAIL and t.number not in retried and SKIPPED_ATTR not in t.user_attrs)
     ]

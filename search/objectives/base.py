@@ -66,8 +66,16 @@ class Objective(ABC):
     def measure(self, items: list[tuple[PendingTrial, tuple[float, ...]]], evaluator: Evaluator) -> None:
         """Evaluate each (trial, rates) in one evaluator batch, recording metrics or the error."""
         goodput = self.spec.slo.goodput() if self.spec.slo else {}
-        requests = [TrialRequest(engine_args=p.engine_args, rates=rates, overrides=p.overrides,
-                                 goodput=goodput, trial_number=p.trial.number) for p, rates in items]
+        requests = [
+            TrialRequest(
+                engine_args=p.engine_args,
+                rates=rates,
+                overrides=p.overrides,
+                goodput=goodput,
+                trial_number=p.trial.number,
+            )
+            for p, rates in items
+        ]
         outcomes = evaluator.evaluate(requests)
         for (pending, rates), outcome in zip(items, outcomes, strict=True):
             if not outcome.ok:
@@ -80,7 +88,8 @@ class Objective(ABC):
                     row["slo_attainment"] = slo_attainment(metrics, self.spec.slo)
                 pending.measurements[rate] = row
             pending.trial.set_user_attr(
-                MEASUREMENTS_ATTR, [{"rate": r, **m} for r, m in sorted(pending.measurements.items())])
+                MEASUREMENTS_ATTR, [{"rate": r, **m} for r, m in sorted(pending.measurements.items())]
+            )
 
     def failed(self, pending: PendingTrial) -> TrialResult:
         return TrialResult(TrialState.FAIL, attrs={"error": pending.error})

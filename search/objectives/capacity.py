@@ -28,8 +28,7 @@ class Bracket:
 def bracket(attainment: dict[float, float], target: float) -> Bracket:
     """Highest passing rate below the lowest failing one (robust to a non-monotone measurement)."""
     failing = min((r for r, a in attainment.items() if a < target), default=None)
-    passing = max((r for r, a in attainment.items() if a >= target and (failing is None or r < failing)),
-                  default=None)
+    passing = max((r for r, a in attainment.items() if a >= target and (failing is None or r < failing)), default=None)
     return Bracket(passing, failing)
 
 
@@ -64,8 +63,12 @@ class Capacity(Objective):
     def run(self, batch: list[PendingTrial], evaluator: Evaluator) -> list[TrialResult]:
         assert self.spec.capacity is not None and self.spec.slo is not None
         while True:
-            todo = [(p, rates) for p in batch if p.error is None
-                    and (rates := next_rates(self._attainment(p), self.spec.slo.attainment, self.spec.capacity))]
+            todo = [
+                (p, rates)
+                for p in batch
+                if p.error is None
+                and (rates := next_rates(self._attainment(p), self.spec.slo.attainment, self.spec.capacity))
+            ]
             if not todo:
                 break
             self.measure(todo, evaluator)
@@ -82,5 +85,8 @@ class Capacity(Objective):
         att = self._attainment(p)
         b = bracket(att, self.spec.slo.attainment)
         value = capacity_of(att, self.spec.slo.attainment, self.spec.capacity)
-        return TrialResult(TrialState.COMPLETE, values=(value,),
-                           attrs={"capacity_bracket": [b.passing, b.failing], "rates_measured": len(att)})
+        return TrialResult(
+            TrialState.COMPLETE,
+            values=(value,),
+            attrs={"capacity_bracket": [b.passing, b.failing], "rates_measured": len(att)},
+        )

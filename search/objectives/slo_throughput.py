@@ -28,5 +28,6 @@ class SloThroughput(Objective):
         m = p.measurements[rate]
         assert self.spec.slo is not None
         violation = self.spec.slo.attainment - float(m["slo_attainment"])
-        return TrialResult(TrialState.COMPLETE, values=(throughput_value(m, self.spec.metric),),
-                           constraints=(violation,))
+        return TrialResult(
+            TrialState.COMPLETE, values=(throughput_value(m, self.spec.metric),), constraints=(violation,)
+        )

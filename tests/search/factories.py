@@ -14,10 +14,18 @@ SPACE = {
 }
 
 BASE_SWEEP: dict[str, Any] = {
-    "name": "t", "model": "llama-3.1-8b", "engine_args": {"max_model_len": 4096},
+    "name": "t",
+    "model": "llama-3.1-8b",
+    "engine_args": {"max_model_len": 4096},
     "slo": {"ttft_ms": 500, "attainment": 0.9},
-    "search": {"objective": "slo_throughput", "rate": 6, "n_trials": 10, "space": SPACE,
-               "heartbeat_interval_s": 1, "grace_period_s": 2},
+    "search": {
+        "objective": "slo_throughput",
+        "rate": 6,
+        "n_trials": 10,
+        "space": SPACE,
+        "heartbeat_interval_s": 1,
+        "grace_period_s": 2,
+    },
 }
 
 

@@ -32,9 +32,16 @@ def metrics_for(cfg: Mapping[str, Any], rate: float) -> dict[str, Any]:
     seqs = cfg.get("max_num_seqs", 64)
     p99 = 100.0 + cfg.get("max_num_batched_tokens", 2048) / 10.0 + 2.0 * seqs
     return {
-        "request_throughput": thr, "output_throughput": thr * 100, "completed": N_REQ,
-        "request_goodput": thr * (1 - n_bad / N_REQ), "p99_e2el_ms": p99, "mean_ttft_ms": 1000 * sum(ttfts) / N_REQ,
-        "p99_ttft_ms": 900.0 if n_bad else 100.0, "ttfts": ttfts, "itls": itls, "errors": [""] * N_REQ,
+        "request_throughput": thr,
+        "output_throughput": thr * 100,
+        "completed": N_REQ,
+        "request_goodput": thr * (1 - n_bad / N_REQ),
+        "p99_e2el_ms": p99,
+        "mean_ttft_ms": 1000 * sum(ttfts) / N_REQ,
+        "p99_ttft_ms": 900.0 if n_bad else 100.0,
+        "ttfts": ttfts,
+        "itls": itls,
+        "errors": [""] * N_REQ,
     }
 
 
@@ -64,8 +71,15 @@ def smooth_metrics(cfg: Mapping[str, Any], rate: float) -> dict[str, Any]:
     thr = 10.0 * (1 - math.exp(-seqs / 64.0)) + mnbt / 2048.0
     ok = seqs <= 192 and mnbt <= 6144
     ttfts = [0.1 if ok or i % 2 else 0.9 for i in range(N_REQ)]
-    return {"request_throughput": thr, "request_goodput": thr, "completed": N_REQ, "p99_e2el_ms": seqs + mnbt / 8,
-            "ttfts": ttfts, "itls": [[0.02]] * N_REQ, "errors": [""] * N_REQ}
+    return {
+        "request_throughput": thr,
+        "request_goodput": thr,
+        "completed": N_REQ,
+        "p99_e2el_ms": seqs + mnbt / 8,
+        "ttfts": ttfts,
+        "itls": [[0.02]] * N_REQ,
+        "errors": [""] * N_REQ,
+    }
 
 
 class SmoothEvaluator(SyntheticEvaluator):

@@ -55,8 +55,19 @@ def postgres_url() -> Iterator[str]:
     shutil.chown(tmp, "postgres")
     data, port = tmp / "data", _free_port()
     _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"])
-    _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(tmp / "log"),
-                  "-o", f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1", "start"])
+    _as_postgres(
+        [
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(tmp / "log"),
+            "-o",
+            f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1",
+            "start",
+        ]
+    )
     try:
         _as_postgres([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "optuna"])
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/optuna"

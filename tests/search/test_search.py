@@ -22,8 +22,9 @@ QUIET = {"log": lambda _msg: None}
 def test_tpe_matches_or_beats_small_grid(tmp_path):
     """Budget: 40 TPE trials vs a 4x4 grid over the same space (grid best feasible = (160, 6144), 12.18)."""
     grid = [(s, m) for s in (32, 96, 160, 224) for m in (2048, 4096, 6144, 8192)]
-    feasible = [smooth_metrics({"max_num_seqs": s, "max_num_batched_tokens": m}, 6) for s, m in grid
-                if s <= 192 and m <= 6144]
+    feasible = [
+        smooth_metrics({"max_num_seqs": s, "max_num_batched_tokens": m}, 6) for s, m in grid if s <= 192 and m <= 6144
+    ]
     grid_best = max(m["request_goodput"] for m in feasible)
     result = run_study(create_task(tmp_path, n_trials=40, parallelism=2, seed=0), SmoothEvaluator(), **QUIET)
     best = result.best[0]
@@ -34,10 +35,13 @@ def test_tpe_matches_or_beats_small_grid(tmp_path):
 
 
 def test_grid_sampler_stops_when_exhausted(tmp_path):
-    space = {"max_num_seqs": {"type": "categorical", "choices": [64, 128]},
-             "max_num_batched_tokens": {"low": 2048, "high": 4096, "step": 2048}}
-    result = run_study(create_task(tmp_path, sampler="grid", space=space, n_trials=50, baseline=False),
-                       SyntheticEvaluator(), **QUIET)
+    space = {
+        "max_num_seqs": {"type": "categorical", "choices": [64, 128]},
+        "max_num_batched_tokens": {"low": 2048, "high": 4096, "step": 2048},
+    }
+    result = run_study(
+        create_task(tmp_path, sampler="grid", space=space, n_trials=50, baseline=False), SyntheticEvaluator(), **QUIET
+    )
     keys = [t.user_attrs["config_key"] for t in counted_trials(result.study)]
     assert len(keys) == 4 == len(set(keys))
 
@@ -69,8 +73,16 @@ def test_capacity_bisection_unit():
 def test_capacity_search_finds_known_capacity(tmp_path):
     ev = SyntheticEvaluator()
     space = {"max_num_seqs": {"type": "categorical", "choices": [64, 160]}}
-    task = create_task(tmp_path, objective="capacity", space=space, sampler="grid", baseline=False,
-                       n_trials=2, parallelism=2, capacity={"low": 1, "high": 40, "tolerance": 0.1})
+    task = create_task(
+        tmp_path,
+        objective="capacity",
+        space=space,
+        sampler="grid",
+        baseline=False,
+        n_trials=2,
+        parallelism=2,
+        capacity={"low": 1, "high": 40, "tolerance": 0.1},
+    )
     result = run_study(task, ev, **QUIET)
     for t in counted_trials(result.study):
         true = capacity(t.user_attrs["engine_args"])
@@ -82,14 +94,22 @@ def test_capacity_search_finds_known_capacity(tmp_path):
 
 
 def test_pareto_front_is_non_dominated(tmp_path):
-    space = {"max_num_seqs": {"low": 8, "high": 256, "step": 8},
-             "max_num_batched_tokens": {"low": 1024, "high": 8192, "step": 1024}}
-    result = run_study(create_task(tmp_path, objective="pareto", space=space, n_trials=24, parallelism=4,
-                                   rate=100), SmoothEvaluator(), **QUIET)
+    space = {
+        "max_num_seqs": {"low": 8, "high": 256, "step": 8},
+        "max_num_batched_tokens": {"low": 1024, "high": 8192, "step": 1024},
+    }
+    result = run_study(
+        create_task(tmp_path, objective="pareto", space=space, n_trials=24, parallelism=4, rate=100),
+        SmoothEvaluator(),
+        **QUIET,
+    )
     front, study = result.best, result.study
     assert len(front) >= 2
-    done = [t for t in study.get_trials(states=(TrialState.COMPLETE,))
-            if all(c <= 0 for c in t.user_attrs.get("constraints", ()))]
+    done = [
+        t
+        for t in study.get_trials(states=(TrialState.COMPLETE,))
+        if all(c <= 0 for c in t.user_attrs.get("constraints", ()))
+    ]
     for f in front:
         for o in done:
             assert not (o.values[0] >= f.values[0] and o.values[1] <= f.values[1] and o.values != f.values)
@@ -98,22 +118,31 @@ def test_pareto_front_is_non_dominated(tmp_path):
 
 def test_failed_evaluation_is_final_fail_with_error(tmp_path):
     space = {"max_num_seqs": {"type": "categorical", "choices": [64, 128, 256]}}
-    result = run_study(create_task(tmp_path, space=space, sampler="grid", n_trials=3, baseline=False),
-                       SyntheticEvaluator(fail_if={"max_num_seqs": 128}), **QUIET)
+    result = run_study(
+        create_task(tmp_path, space=space, sampler="grid", n_trials=3, baseline=False),
+        SyntheticEvaluator(fail_if={"max_num_seqs": 128}),
+        **QUIET,
+    )
     failed = result.study.get_trials(states=(TrialState.FAIL,))
     assert [t.user_attrs["error"] for t in failed] == ["server exited with code 1"]
     assert len(counted_trials(result.study)) == 3
 
 
 def test_conditional_param_and_constraint(tmp_path):
-    space = {"enable_chunked_prefill": {"type": "bool"},
-             "long_prefill_token_threshold": {"type": "categorical", "choices": [0, 512],
-                                              "when": "enable_chunked_prefill"},
-             "max_num_batched_tokens": {"type": "categorical", "choices": [2048, 8192]}}
+    space = {
+        "enable_chunked_prefill": {"type": "bool"},
+        "long_prefill_token_threshold": {"type": "categorical", "choices": [0, 512], "when": "enable_chunked_prefill"},
+        "max_num_batched_tokens": {"type": "categorical", "choices": [2048, 8192]},
+    }
     rule = [{"rule": "max_num_batched_tokens >= max_model_len", "unless": "enable_chunked_prefill"}]
     ev = SyntheticEvaluator()
-    result = run_study(create_task(tmp_path, space=space, constraints=rule, sampler="random", n_trials=6,
-                                   max_duplicate_asks=60, baseline=False), ev, **QUIET)
+    result = run_study(
+        create_task(
+            tmp_path, space=space, constraints=rule, sampler="random", n_trials=6, max_duplicate_asks=60, baseline=False
+        ),
+        ev,
+        **QUIET,
+    )
     for r in ev.calls:
         cfg = dict(r.engine_args)
         assert ("long_prefill_token_threshold" in cfg) == cfg["enable_chunked_prefill"]
@@ -123,10 +152,13 @@ def test_conditional_param_and_constraint(tmp_path):
 
 
 def test_vllm_serve_command():
-    cmd = vllm_serve_command("meta-llama/Llama-3.1-8B", {"max_num_seqs": 128, "enable_chunked_prefill": False,
-                                                         "enable_prefix_caching": True, "x": None})
-    assert cmd == ("vllm serve meta-llama/Llama-3.1-8B --no-enable-chunked-prefill --enable-prefix-caching "
-                   "--max-num-seqs 128")
+    cmd = vllm_serve_command(
+        "meta-llama/Llama-3.1-8B",
+        {"max_num_seqs": 128, "enable_chunked_prefill": False, "enable_prefix_caching": True, "x": None},
+    )
+    assert cmd == (
+        "vllm serve meta-llama/Llama-3.1-8B --no-enable-chunked-prefill --enable-prefix-caching --max-num-seqs 128"
+    )
 
 
 @pytest.mark.parametrize("objective", ["slo_throughput", "capacity", "pareto"])
