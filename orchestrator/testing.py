@@ -54,13 +54,16 @@ class FakeRunner:
     """Directory for start markers (None: none written)."""
     block_first_attempt_s: float = 0.0
     """Extra sleep in attempt 0 only (time for a test to kill the actor mid-trial)."""
+    block_only: tuple[str, ...] = ()
+    """Apply ``block_first_attempt_s`` only to these trial hashes (empty: to all)."""
 
     def __call__(self, trial: Trial, ctx: TrialContext) -> tuple[RateResult, ...]:
         """One fake attempt."""
         if self.marker_dir:
             Path(self.marker_dir).mkdir(parents=True, exist_ok=True)
             (Path(self.marker_dir) / f"{trial.hash}.{ctx.attempt}.started").write_text(str(os.getpid()))
-        if ctx.attempt == 0 and self.block_first_attempt_s:
+        blocked = not self.block_only or trial.hash in self.block_only
+        if ctx.attempt == 0 and self.block_first_attempt_s and blocked:
             time.sleep(self.block_first_attempt_s)
         if trial.hash in self.always_fail:
             raise RuntimeError(f"fake failure of trial {trial.hash}")

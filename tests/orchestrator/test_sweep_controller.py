@@ -1,0 +1,113 @@
+"""Controller on a real local Ray cluster with fake in-actor runners (fast: no vLLM)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sweep_factories import make_spec, sweep_args, write_spec
+
+from orchestrator.actors import NAMESPACE, ActorResources, actor_name
+from orchestrator.cli import run_sweep
+from orchestrator.controller import Controller, ControllerOptions, ResourceError
+from orchestrator.results import ResultStore
+from orchestrator.testing import FakeRunner
+from orchestrator.trials import expand
+
+
+def _run(tmp_path, runner, retries=1, **opts):
+    trials, _ = expand(make_spec(tmp_path))
+    store = ResultStore(tmp_path / "out")
+    options = ControllerOptions(out_dir=str(tmp_path / "out"), resources=ActorResources(num_cpus=1),
+                                retries=retries, poll_s=0.1, **opts)
+    return trials, store, Controller(runner, store, options).run(trials)
+
+
+def test_runs_all_trials_and_writes_results(tmp_path, ray_local):
+    trials, store, results = _run(tmp_path, FakeRunner(seconds_per_rate=0.05))
+    assert {r.trial_hash for r in results} == {t.hash for t in trials}
+    assert all(r.status == "ok" and r.attempts == 1 and r.node for r in results)
+    assert all(store.is_done(t.hash) for t in trials)
+
+
+def test_failures_retried_then_recorded(tmp_path, ray_local):
+    trials, _ = expand(make_spec(tmp_path))
+    runner = FakeRunner(fail_first=1, always_fail=(trials[0].hash,))
+    _, store, results = _run(tmp_path, runner, retries=2)
+    by_hash = {r.trial_hash: r for r in results}
+    assert by_hash[trials[0].hash].status == "failed"
+    assert by_hash[trials[0].hash].attempts == 3
+    assert "RuntimeError: fake failure of trial" in by_hash[trials[0].hash].error
+    assert all(by_hash[t.hash].status == "ok" and by_hash[t.hash].attempts == 2 for t in trials[1:])
+    assert len(store.combine(trials)) == 2 * len(trials)
+
+
+def test_killed_actor_is_retried(tmp_path, ray_local):
+    import ray
+
+    markers = tmp_path / "markers"
+    trials, _ = expand(make_spec(tmp_path))
+    victim = trials[0].hash
+    killed = threading.Event()
+
+    def kill_when_started():
+        marker = markers / f"{victim}.0.started"
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ray.kill(ray.get_actor(actor_name(victim, 0), namespace=NAMESPACE))
+        killed.set()
+
+    thread = threading.Thread(target=kill_when_started, daemon=True)
+    thread.start()
+    runner = FakeRunner(marker_dir=str(markers), block_first_attempt_s=30, block_only=(victim,))
+    _, store, results = _run(tmp_path, runner)
+    thread.join(5)
+    assert killed.is_set()
+    by_hash = {r.trial_hash: r for r in results}
+    assert by_hash[victim].status == "ok" and by_hash[victim].attempts == 2
+    assert (markers / f"{victim}.1.started").exists()
+    df = store.combine(trials)
+    assert len(df) == 2 * len(trials) and not df.duplicated(["trial_hash", "request_rate"]).any()
+
+
+def test_timeout_kills_and_records(tmp_path, ray_local):
+    _, _, results = _run(tmp_path, FakeRunner(block_first_attempt_s=30), retries=0, trial_timeout_s=1.0)
+    assert all(r.status == "failed" and "timed out after 1 s" in r.error for r in results)
+
+
+def test_missing_hardware_resource_fails_fast(tmp_path, ray_local):
+    trials, _ = expand(make_spec(tmp_path, kind="real"))
+    options = ControllerOptions(out_dir=str(tmp_path), resources=ActorResources(1, None, "GPU"))
+    start = time.monotonic()
+    with pytest.raises(ResourceError, match="need one 'GPU' per trial but the Ray cluster has none"):
+        Controller(FakeRunner(), ResultStore(tmp_path), options).run(trials)
+    assert time.monotonic() - start < 5
+
+
+def test_oversized_trial_fails_fast(tmp_path, ray_local):
+    options = ControllerOptions(out_dir=str(tmp_path), resources=ActorResources(num_cpus=8))
+    with pytest.raises(ResourceError, match="no Ray node can host a trial"):
+        Controller(FakeRunner(), ResultStore(tmp_path), options).run(expand(make_spec(tmp_path))[0])
+
+
+def test_sweep_resume_and_dry_run(tmp_path, ray_local, capsys):
+    spec_path = write_spec(tmp_path)
+    out = tmp_path / "out"
+    args = sweep_args(str(spec_path), "-o", str(out), "--no-progress", "--no-report")
+    from orchestrator.spec import load_spec
+
+    spec = load_spec(spec_path)
+    assert run_sweep(spec, args, FakeRunner()) == 0
+    first = ResultStore(out).load()
+    markers = tmp_path / "m"
+    assert run_sweep(spec, args, FakeRunner(marker_dir=str(markers))) == 0
+    assert not markers.exists()  # nothing re-run
+    assert ResultStore(out).load().equals(first)
+    capsys.readouterr()
+    assert run_sweep(spec, sweep_args(str(spec_path), "-o", str(out), "--dry-run"), FakeRunner()) == 0
+    text = capsys.readouterr().out
+    assert text.count("[done]") == 3 and text.count("[skip]") == 1 and "estimated wall time" in text
+    assert Path(out / "sweep.json").is_file()

@@ -1,0 +1,74 @@
+"""Spec loading: types, unknown keys, file:line in every message."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from sweep_factories import make_spec, write_spec
+
+from llm_emu.errors import SpecError
+from orchestrator.spec import load_spec, loads_spec
+
+GOOD = """\
+name: s
+model: llama-3.1-8b
+profile: aic:h100_sxm
+grid:
+  max_num_seqs: [64, 128]
+workload:
+  request_rates: [1, 4, inf]
+"""
+
+
+def test_valid_spec_defaults_and_types(tmp_path):
+    spec = load_spec(write_spec(tmp_path, GOOD))
+    assert spec.workload.request_rates == (1.0, 4.0, math.inf)
+    assert spec.resources.cpus_per_trial == 2.0
+    assert spec.kind == "emulated" and spec.slo is None and spec.search is None
+    assert str(spec.output_dir()) == "runs/s"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (GOOD + "workload_typo: 1\n", "spec.yaml:8: workload_typo: unknown key 'workload_typo'; valid keys: name"),
+    (GOOD.replace("request_rates: [1, 4, inf]", "request_rates: [1, fast]"),
+     "spec.yaml:7: workload.request_rates[1]: expected float, got 'fast'"),
+    (GOOD + "retries: yes\n", "spec.yaml:8: retries: expected int, got True"),
+    (GOOD + "slo: {ttft_ms: 100, p99: 3}\n", "spec.yaml:8: slo.p99: unknown key 'p99'; valid keys: ttft_ms"),
+    (GOOD + "slo: {attainment: 0.9}\n", "slo: give at least one of ttft_ms"),
+    (GOOD.replace("[64, 128]", "[]"), "spec.yaml:5: grid.max_num_seqs: expected a non-empty list"),
+    (GOOD.replace("profile: aic:h100_sxm\n", ""), "profile: emulated sweeps need a profile"),
+    (GOOD + "engine_args: {port: 1}\n", "'port' is set by the orchestrator"),
+    (GOOD + "engine_args: {max_num_seqs: 8}\n", "'max_num_seqs' is also in engine_args"),
+    (GOOD + "workload: {}\n", "spec.yaml:8: duplicate key 'workload'"),
+    (GOOD + "kind: gpu\n", "kind: expected one of 'emulated', 'real'; got 'gpu'"),
+    (GOOD + "constraints: [{rule: 'max_num_seqs >> 3'}]\n", "constraints[0].rule: cannot parse rule"),
+    ("name: [1\n", "spec.yaml:2: invalid YAML"),
+    ("model: m\n", "missing required key 'name'"),
+])
+def test_errors_quote_file_line_and_fix(tmp_path, text, expected):
+    with pytest.raises(SpecError) as info:
+        load_spec(write_spec(tmp_path, text))
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file_is_spec_error(tmp_path):
+    with pytest.raises(SpecError, match="cannot read spec"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_search_section_kept_raw_and_dashes_normalized(tmp_path):
+    spec = loads_spec(GOOD + "engine_args: {max-model-len: 2048}\nsearch: {sampler: tpe, n_trials: 5}\n")
+    assert spec.search == {"sampler": "tpe", "n_trials": 5}
+    assert spec.engine_args == {"max_model_len": 2048}
+
+
+def test_goodput_keys_match_vllm(tmp_path):
+    spec = make_spec(tmp_path)
+    assert spec.slo is not None and spec.slo.goodput() == {"ttft": 300.0, "tpot": 50.0}
+
+
+def test_where_points_at_key(tmp_path):
+    spec = load_spec(write_spec(tmp_path, GOOD))
+    assert spec.where("grid", "max_num_seqs").endswith("spec.yaml:5")
