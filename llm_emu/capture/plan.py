@@ -24,7 +24,7 @@ class PlanItem:
     workload: Workload
 
 
-def _rnd(label: str, inp: int, out: int, conc: int, n: int, seed: int) -> PlanItem:
+def _rnd(inp: int, out: int, conc: int, n: int, seed: int) -> PlanItem:
     wl = Workload(dataset="random", num_prompts=max(1, n), request_rate=float("inf"), max_concurrency=max(1, conc),
                   random_input_len=max(1, inp), random_output_len=max(1, out), seed=seed, ignore_eos=True)
     return PlanItem(f"random in={inp} out={out} conc={conc} n={n}", wl)
@@ -40,9 +40,9 @@ def capture_plan(max_num_batched_tokens: int, max_num_seqs: int, max_model_len: 
     items: list[PlanItem] = []
     if quick:
         items += [
-            _rnd("", big, 4, 1, 3, 1),
-            _rnd("", min(256, big), 32, 16, 32, 2),
-            _rnd("", 64, 64, min(S, 64), min(S, 64), 3),
+            _rnd(big, 4, 1, 3, 1),
+            _rnd(min(256, big), 32, 16, 32, 2),
+            _rnd(64, 64, min(S, 64), min(S, 64), 3),
         ]
         sg = [PlanItem("sharegpt rate=16", Workload(dataset="sharegpt", num_prompts=120, request_rate=16.0, seed=4))]
         return [*items, *sg]
@@ -50,12 +50,12 @@ def capture_plan(max_num_batched_tokens: int, max_num_seqs: int, max_model_len: 
     # Pure prefill sweep: one request at a time.
     for frac in (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0):
         inp = max(8, int(big * frac))
-        items.append(_rnd("", inp, 2, 1, 6 if frac <= 0.25 else 4, seed))
+        items.append(_rnd(inp, 2, 1, 6 if frac <= 0.25 else 4, seed))
         seed += 1
     # Decode batches at short contexts, 1..S.
     conc = 1
     while True:
-        items.append(_rnd("", 64, 192, min(conc, S), max(4, 2 * min(conc, S)), seed))
+        items.append(_rnd(64, 192, min(conc, S), max(4, 2 * min(conc, S)), seed))
         seed += 1
         if conc >= S:
             break
@@ -63,11 +63,11 @@ def capture_plan(max_num_batched_tokens: int, max_num_seqs: int, max_model_len: 
     # Long contexts.
     long_in = max(64, min(L // 2, L - 512))
     for c in (4, 16, min(64, S)):
-        items.append(_rnd("", long_in, 256, c, 2 * c, seed))
+        items.append(_rnd(long_in, 256, c, 2 * c, seed))
         seed += 1
     # Mixed prefill + decode steps (chunked prefill when prompts exceed the token budget).
     for inp, out, c in ((512, 128, min(32, S)), (1024, 64, min(64, S)), (min(3 * B // 2, L - 256), 32, 8)):
-        items.append(_rnd("", max(8, inp), out, c, 3 * c, seed))
+        items.append(_rnd(max(8, inp), out, c, 3 * c, seed))
         seed += 1
     for rate in sharegpt_rates:
         items.append(PlanItem(f"sharegpt rate={rate:g}",

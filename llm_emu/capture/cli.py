@@ -1,0 +1,141 @@
+"""`llm-emu profile`: run the real vLLM server with a recording worker, drive a covering workload, write a pack.
+
+No vLLM patches: the recording worker comes in through ``--worker-cls`` (a qualname) and is configured through
+``--additional-config '{"llm_emu_capture": {"out": DIR}}'``. Steps are persisted incrementally by the worker
+(JSON lines) and turned into ``steps.parquet`` / ``requests.parquet`` / ``profile.json`` at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from llm_emu.capture.cpuset import ServerPinning
+from llm_emu.capture.plan import PlanItem, capture_plan
+from llm_emu.capture.recorder import additional_config, read_requests, read_steps, read_worker_info
+from llm_emu.errors import EmuError
+from llm_emu.models import load_model_config
+from llm_emu.profile.features import STEP_COLUMNS
+from llm_emu.profile.pack import DeviceInfo, EngineSettings, ProfileMeta, ProfilePack, Provenance, save_pack
+
+CPU_WORKER = "llm_emu.capture.worker.CPURecordingWorker"
+CUDA_WORKER = "llm_emu.capture.worker.CudaRecordingWorker"
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `llm-emu profile`; every other flag goes to `vllm serve` unchanged."""
+    parser.add_argument("--model", default="tiny-llama",
+                        help="shipped model config (profiles/models/<name>), model dir or HF id (default %(default)s)")
+    parser.add_argument("--out", required=True, help="pack directory to write")
+    parser.add_argument("--quick", action="store_true", help="small workload for CI (about a minute of load)")
+    parser.add_argument("--sharegpt-prompts", type=int, default=400, help="prompts per ShareGPT rate (full capture)")
+    parser.add_argument("--sharegpt-rates", default="2,8,16,32,inf", help="ShareGPT request rates (full capture)")
+    ServerPinning.add_cli_args(parser)
+    parser.add_argument("--keep-raw", action="store_true", help="keep the worker's raw JSON-lines files in OUT/raw")
+
+
+def _device_is_cpu() -> bool:
+    from llm_emu.server import has_accelerator
+
+    return not has_accelerator()
+
+
+def build_meta(info: dict[str, Any], model: str, model_config: dict[str, Any], method: str) -> ProfileMeta:
+    """profile.json contents from the worker's description of what really ran."""
+    if not info:
+        raise EmuError("the recording worker wrote no worker.json (did the server start with the capture worker?)")
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return ProfileMeta(
+        device=DeviceInfo(**info["device"]),
+        engine=EngineSettings(**info["engine"]),
+        model=model,
+        vllm_version=str(info.get("vllm_version", "")),
+        provenance=Provenance(kind="measured", created_at=now, method=method),
+        model_config=model_config,
+        oracle="table",
+        oracle_params={},
+    )
+
+
+def write_pack(raw: Path, out: Path, model: str, model_config: dict[str, Any], method: str) -> ProfilePack:
+    """Turn a capture directory (the worker's JSON lines) into a pack."""
+    steps = read_steps(raw)
+    if steps.empty:
+        raise EmuError(f"no engine steps were recorded in {raw}; see the server log")
+    requests = read_requests(raw)
+    meta = build_meta(read_worker_info(raw), model, model_config, method)
+    pack = ProfilePack(meta=meta, steps=steps[list(STEP_COLUMNS)].reset_index(drop=True),
+                       requests=requests if not requests.empty else None)
+    save_pack(pack, out)
+    return pack
+
+
+def run_plan(server: Any, model: str, plan: list[PlanItem], result_dir: Path) -> list[dict[str, Any]]:
+    """Run the plan with vLLM's benchmark client; one summary row per run."""
+    from tqdm import tqdm
+
+    from llm_emu.benchclient import run_benchmark
+
+    rows = []
+    bar = tqdm(plan, desc="capture", unit="run", file=sys.stderr)
+    for item in bar:
+        bar.set_postfix_str(item.label)
+        server.reset_prefix_cache()
+        t0 = time.monotonic()
+        res = run_benchmark(server.base_url, server.served_model, item.workload, tokenizer_model=model,
+                            result_dir=result_dir)
+        rows.append({"label": item.label, "seconds": time.monotonic() - t0, "completed": res.get("completed"),
+                     "output_throughput": res.get("output_throughput")})
+    return rows
+
+
+def main(args: argparse.Namespace) -> int:
+    from llm_emu.server import ServerProcess, ServerSpec
+
+    user = list(getattr(args, "vllm_args", []) or [])
+    for flag in ("--worker-cls", "--additional-config"):
+        if any(a.split("=", 1)[0] == flag for a in user):
+            raise EmuError(f"{flag} is used by `llm-emu profile` to install its recording worker; remove it")
+    out = Path(args.out).resolve()
+    raw = out / "raw"
+    if raw.exists():
+        for f in raw.glob("*.jsonl"):
+            f.unlink()
+    raw.mkdir(parents=True, exist_ok=True)
+    cpu = _device_is_cpu()
+    pin = ServerPinning.from_args(args, cpu)
+    worker = CPU_WORKER if cpu else CUDA_WORKER
+    vllm_args = (*user, "--worker-cls", worker, "--additional-config", additional_config(raw))
+    spec = ServerSpec(kind="real", model=args.model, vllm_args=tuple(vllm_args), log_path=out / "server.log",
+                      env=pin.server_env())
+    t_start = time.monotonic()
+    print(f"llm-emu profile: starting real vLLM ({'cpu' if cpu else 'cuda'}) for {args.model}; log {spec.log_path}",
+          file=sys.stderr, flush=True)
+    with pin.client(), ServerProcess(spec) as server:
+        print(f"llm-emu profile: server healthy after {server.startup_s:.0f} s", file=sys.stderr, flush=True)
+        info = read_worker_info(raw)
+        pin.apply_to_server(server, {int(info["pid"])} if info.get("pid") else None)
+        eng = info.get("engine", {})
+        plan = capture_plan(int(eng.get("max_num_batched_tokens", 2048)), int(eng.get("max_num_seqs", 128)),
+                            int(eng.get("max_model_len", 4096)), quick=args.quick,
+                            sharegpt_prompts=args.sharegpt_prompts,
+                            sharegpt_rates=tuple(float(x) for x in args.sharegpt_rates.split(",") if x))
+        runs = run_plan(server, args.model, plan, out / "bench")
+    method = ("llm-emu profile" + (" --quick" if args.quick else "") + f" ({len(plan)} benchmark runs: random "
+              "prefill/decode/long-context/mixed + ShareGPT); vllm flags: " + shlex.join(user) + pin.describe())
+    pack = write_pack(raw, out, args.model, load_model_config(args.model), method)
+    summary = {"seconds_total": time.monotonic() - t_start, "startup_s": server.startup_s, "runs": runs,
+               "num_steps": len(pack.steps), "num_requests": 0 if pack.requests is None else len(pack.requests)}
+    (out / "capture.json").write_text(json.dumps(summary, indent=2))
+    if not args.keep_raw:
+        for f in raw.glob("*.jsonl"):
+            f.unlink()
+    print(f"llm-emu profile: wrote {out} ({len(pack.steps)} steps, {summary['num_requests']} requests, "
+          f"{summary['seconds_total']:.0f} s)", file=sys.stderr)
+    return 0

@@ -1,0 +1,155 @@
+"""`llm-emu validate`: one workload, real vLLM server then emulated server (never both at once), vLLM's client.
+
+Per (arrival pattern, rate) cell both servers get the same ShareGPT (or random) requests with the same seed.
+Outputs in ``--out``: ``results.parquet`` (one row per run, vLLM's metric keys), ``errors.parquet`` (long
+table), ``errors.md`` (Table-1-shaped signed % errors + raw values), ``validation.png``, server logs and the
+client's JSON files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llm_emu.capture.cpuset import ServerPinning
+from llm_emu.errors import EmuError
+from llm_emu.validate.errors import KIND_EMU, KIND_REAL, error_frame, error_table, markdown_table, values_table
+
+#: Scalar vLLM result keys kept in results.parquet (per-request lists stay in the client's JSON files).
+LIST_KEYS = ("ttfts", "itls", "input_lens", "output_lens", "start_times", "errors", "generated_texts")
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `llm-emu validate`; every other flag goes to both `vllm serve` commands unchanged."""
+    parser.add_argument("--profile", required=True, help="profile pack directory (made by `llm-emu profile`)")
+    parser.add_argument("--model", default="tiny-llama", help="model (default %(default)s)")
+    parser.add_argument("--rates", default="2,8,16,24,32", help="request rates, req/s (default %(default)s)")
+    parser.add_argument("--burstiness", default="1,0.25",
+                        help="gamma shapes of inter-arrival times, 1 = Poisson (default %(default)s)")
+    parser.add_argument("--num-prompts", type=int, default=500, help="requests per cell (default %(default)s)")
+    parser.add_argument("--dataset", default="sharegpt", choices=("sharegpt", "random"))
+    parser.add_argument("--seed", type=int, default=0, help="workload seed (same for real and emulated)")
+    parser.add_argument("--emu-seed", type=int, default=0, help="seed of the emulator's latency draws")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--only", choices=("real", "emulated"), default=None,
+                        help="run one side only (results are appended; rerun the other side later)")
+    ServerPinning.add_cli_args(parser)
+
+
+def _scalar(res: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in res.items() if k not in LIST_KEYS and not isinstance(v, (list, dict))}
+
+
+def server_spec(kind: str, args: argparse.Namespace, pin: ServerPinning, out: Path) -> Any:
+    """ServerSpec for one side; the real server gets the pack's engine settings as explicit flags too."""
+    from llm_emu.profile.pack import load_pack
+    from llm_emu.serve import engine_flags
+    from llm_emu.server import ServerSpec
+
+    user = list(getattr(args, "vllm_args", []) or [])
+    if kind == KIND_REAL:
+        pack = load_pack(args.profile)
+        flags = [*engine_flags(pack.meta.engine, user), *user]
+        return ServerSpec(kind="real", model=args.model, vllm_args=tuple(flags), log_path=out / "server-real.log",
+                          env=pin.server_env())
+    # `--seed` here is `llm-emu serve`'s own (latency draws, synthetic tokens), parsed before vLLM's flags.
+    flags = [*user, "--seed", str(args.emu_seed)]
+    return ServerSpec(kind="emulated", model=args.model, profile=str(Path(args.profile).resolve()),
+                      vllm_args=tuple(flags), log_path=out / "server-emulated.log")
+
+
+def run_side(kind: str, args: argparse.Namespace, pin: ServerPinning, out: Path,
+             cells: list[tuple[float, float]]) -> list[dict[str, Any]]:
+    """Start one server, run every cell, stop it; one result row per cell."""
+    from tqdm import tqdm
+
+    from llm_emu.benchclient import Workload, run_benchmark
+    from llm_emu.server import ServerProcess
+
+    spec = server_spec(kind, args, pin, out)
+    rows: list[dict[str, Any]] = []
+    print(f"llm-emu validate: starting the {kind} server; log {spec.log_path}", file=sys.stderr, flush=True)
+    with pin.client(), ServerProcess(spec) as server:
+        pin.apply_to_server(server)
+        bar = tqdm(cells, desc=kind, unit="cell", file=sys.stderr)
+        for burst, rate in bar:
+            bar.set_postfix_str(f"rate={rate:g} burstiness={burst:g}")
+            server.reset_prefix_cache()
+            wl = Workload(dataset=args.dataset, num_prompts=args.num_prompts, request_rate=rate, burstiness=burst,
+                          seed=args.seed)
+            t0 = time.monotonic()
+            res = run_benchmark(server.base_url, server.served_model, wl, tokenizer_model=args.model,
+                                result_dir=out / "bench" / kind)
+            row = {"kind": kind, "rate": rate, "burstiness": burst, "wall_s": time.monotonic() - t0,
+                   "startup_s": server.startup_s, **_scalar(res)}
+            rows.append(row)
+            _append(out / "results.parquet", row)
+    return rows
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    df = pd.DataFrame([row])
+    if path.is_file():
+        df = pd.concat([pd.read_parquet(path), df], ignore_index=True)
+    df.to_parquet(path, index=False)
+
+
+def report(out: Path, title: str, command: str = "") -> str:
+    """errors.parquet + errors.md + validation.png from results.parquet (latest run per cell and side)."""
+    from llm_emu.validate.plot import plot_validation
+
+    results = pd.read_parquet(out / "results.parquet")
+    # Keep the latest run per (kind, cell): reruns of one side replace earlier ones.
+    results = results.groupby(["kind", "burstiness", "rate"], as_index=False).tail(1)
+    errors = error_frame(results)
+    errors.to_parquet(out / "errors.parquet", index=False)
+    md = [f"# {title}\n"]
+    if command:
+        md.append(f"```\n{command}\n```\n")
+    md.append("Signed % error of the emulator vs real vLLM, `100 * (emulated - real) / real`:\n")
+    md.append(markdown_table(error_table(errors)))
+    md.append("\n## Values\n")
+    md.append(values_table(errors))
+    text = "\n".join(md)
+    (out / "errors.md").write_text(text)
+    if not errors.empty:
+        plot_validation(errors, out / "validation.png", title)
+    return text
+
+
+def main(args: argparse.Namespace) -> int:
+    from llm_emu.server import has_accelerator
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if not Path(args.profile).is_dir():
+        raise EmuError(f"--profile {args.profile!r} is not a pack directory; capture one with `llm-emu profile`")
+    user = list(getattr(args, "vllm_args", []) or [])
+    if any(a.split("=", 1)[0] in ("--worker-cls", "--additional-config") for a in user):
+        raise EmuError("--worker-cls/--additional-config are set by llm-emu; remove them")
+    pin = ServerPinning.from_args(args, not has_accelerator())
+    cells = [(b, r) for b in _floats(args.burstiness) for r in _floats(args.rates)]
+    if not cells:
+        raise EmuError("no cells: give --rates and --burstiness")
+    (out / "validate.json").write_text(json.dumps({"argv": sys.argv, "pinning": pin.describe()}, indent=2))
+    t0 = time.monotonic()
+    for kind in (KIND_REAL, KIND_EMU):
+        if args.only and args.only != kind:
+            continue
+        run_side(kind, args, pin, out, cells)
+    cmd = "llm-emu validate " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else [])
+    text = report(out, f"llm-emu validate: {args.model}, {args.dataset}, {args.num_prompts} prompts/cell", cmd)
+    print(text)
+    print(f"llm-emu validate: done in {time.monotonic() - t0:.0f} s; results in {out}", file=sys.stderr)
+    return 0
