@@ -19,16 +19,26 @@ def kv_cache_layouts() -> list[str]:
     return ["LBNHC"]
 
 
+def _client_error(message: str, parameter: str) -> Exception:
+    """vLLM's 400-class request error (>= 0.30 wraps plain ValueErrors raised in generate() into a 500)."""
+    try:
+        from vllm.exceptions import VLLMValidationError
+    except ImportError:  # older vLLM maps ValueError to 400
+        return ValueError(message)
+    return VLLMValidationError(message, parameter=parameter)
+
+
 def validate_request(params: Any) -> None:
-    """Raise ValueError (vLLM answers 400) for request features the emulator cannot honour."""
+    """Raise vLLM's request-validation error (HTTP 400) for features the emulator cannot honour."""
     if getattr(params, "structured_outputs", None) is not None:
-        raise ValueError("llm-emu: structured outputs (guided decoding) are not emulated; drop response_format/"
-                         "structured_outputs from the request")
+        raise _client_error("llm-emu: structured outputs (guided decoding) are not emulated; drop "
+                            "response_format/structured_outputs from the request", "response_format")
     if getattr(params, "prompt_logprobs", None) is not None:
-        raise ValueError("llm-emu: prompt_logprobs are not emulated; drop prompt_logprobs from the request")
+        raise _client_error("llm-emu: prompt_logprobs are not emulated; drop prompt_logprobs from the request",
+                            "prompt_logprobs")
     n = getattr(params, "n", 1) or 1
     if n > 1:
-        raise ValueError("llm-emu: n > 1 (parallel sampling) is not emulated yet; send n=1")
+        raise _client_error("llm-emu: n > 1 (parallel sampling) is not emulated yet; send n=1", "n")
 
 
 #: `vllm serve` flags the emulator refuses at startup, with the reason.
