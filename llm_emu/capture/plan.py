@@ -44,7 +44,7 @@ def capture_plan(max_num_batched_tokens: int, max_num_seqs: int, max_model_len: 
             _rnd(min(256, big), 32, 16, 32, 2),
             _rnd(64, 64, min(S, 64), min(S, 64), 3),
         ]
-        sg = [PlanItem("sharegpt rate=16", Workload(dataset="sharegpt", num_prompts=120, request_rate=16.0, seed=4))]
+        sg = [PlanItem("sharegpt rate=3", Workload(dataset="sharegpt", num_prompts=80, request_rate=3.0, seed=4))]
         return [*items, *sg]
     seed = 10
     # Pure prefill sweep: one request at a time.
