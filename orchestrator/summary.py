@@ -11,8 +11,8 @@ from orchestrator.runner import rate_name
 from orchestrator.spec import SweepSpec
 from orchestrator.trials import PrunedTrial, Trial
 
-STARTUP_S = {"emulated": 20.0, "real": 90.0}
-"""Rough server start time per kind (an emulated server takes ~15 s on a laptop core)."""
+STARTUP_S = {"emulated": 45.0, "real": 90.0}
+"""Rough server start time per kind, Ray actor start included (measured ~40 s on 2 busy cores)."""
 DRAIN_S = 10.0
 """Rough time for the last requests of a benchmark run to finish."""
 SATURATION_RPS = 20.0
