@@ -7,10 +7,9 @@ real-hardware trials) is what keeps concurrent servers from oversubscribing a no
 
 from __future__ import annotations
 
-import os
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.runner import TrialContext, TrialResult, TrialRunner
@@ -69,10 +68,6 @@ class TrialActor:
 
         return f"{ray.get_runtime_context().get_node_id()[:12]}@{socket.gethostname()}"
 
-    def pid(self) -> int:
-        """The actor's process id."""
-        return os.getpid()
-
     def run(self, trial: Trial, ctx: TrialContext) -> TrialResult:
         """Run the attempt; exceptions propagate to the controller (as RayTaskError) for retry."""
         start = time.monotonic()
@@ -89,7 +84,3 @@ def failed_result(trial: Trial, ctx: TrialContext, error: str, elapsed_s: float,
     return TrialResult(trial_hash=trial.hash, status="failed", error=error, attempts=ctx.attempt + 1,
                        node=node, elapsed_s=elapsed_s, log_path=str(ctx.log_file(trial)))
 
-
-def with_attempts(result: TrialResult, attempts: int) -> TrialResult:
-    """Copy of ``result`` with the attempt count set."""
-    return replace(result, attempts=attempts)

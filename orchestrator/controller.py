@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -99,15 +100,24 @@ def check_cluster(resources: ActorResources) -> int:
         f"/ memory_gb_per_trial or add bigger nodes")
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _last_line(text: str) -> str:
+    """The last non-empty line of a (possibly multi-line, colourised) Ray error: usually the root cause."""
+    lines = [ln.strip() for ln in _ANSI.sub("", text).splitlines() if ln.strip().strip("^")]
+    return lines[-1][:500] if lines else ""
+
+
 def _error_text(exc: BaseException) -> str:
     import ray.exceptions as rex
 
     if isinstance(exc, rex.RayTaskError):
         cause = exc.cause if exc.cause is not None else exc
-        return f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}"
+        return f"{type(cause).__name__}: {_last_line(str(cause))}"
     if isinstance(exc, (rex.ActorDiedError, rex.RayActorError)):
-        return f"actor died (killed, out of memory or node lost): {str(exc).strip().splitlines()[0]}"
-    return f"{type(exc).__name__}: {exc}"
+        return f"actor died (killed, out of memory, node lost or failed to start): {_last_line(str(exc))}"
+    return f"{type(exc).__name__}: {_last_line(str(exc))}"
 
 
 @dataclass

@@ -77,8 +77,9 @@ def plot_vs_rate(df: pd.DataFrame, key: str, ylabel: str, path: Path, target: fl
     for label, g in _per_config(df):
         if key in g:
             ax.plot(x_all.loc[g.index], g[key], marker="o", label=label)
-    if "request_rate" in df and key == "request_goodput":
-        ax.plot(ticks, [t for t in ticks], color="grey", ls=":", lw=1, label="offered rate")
+    finite = [t for t, lab in zip(ticks, labels, strict=True) if lab != "inf"]
+    if key == "request_goodput" and finite:
+        ax.plot(finite, finite, color="grey", ls=":", lw=1, label="offered rate")
     if target is not None:
         ax.axhline(target, color="red", ls="--", lw=1, label=f"target {target:g}")
     ax.set_xticks(ticks, labels)

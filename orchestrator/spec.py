@@ -19,11 +19,12 @@ See docs/SWEEPS.md for every key.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from llm_emu.errors import SpecError
+from orchestrator.constraints import parse_rule
 from orchestrator.typed import build, fail
 from orchestrator.yamlmarks import Located, load_located, load_located_file
 
@@ -200,19 +201,11 @@ def _validate(doc: Located, spec: SweepSpec) -> SweepSpec:
         if not ok:
             raise fail(doc, path, message)
     for i, c in enumerate(spec.constraints):
-        from orchestrator.constraints import parse_rule
-
         try:
             parse_rule(c.rule)
         except SpecError as exc:
             raise fail(doc, ("constraints", i, "rule"), str(exc)) from None
-    return _replace(spec, engine_args=engine, grid=grid, _doc=doc)
-
-
-def _replace(spec: SweepSpec, **changes: Any) -> SweepSpec:
-    from dataclasses import replace
-
-    return replace(spec, **changes)
+    return replace(spec, engine_args=engine, grid=grid, _doc=doc)
 
 
 def spec_from_located(doc: Located) -> SweepSpec:
