@@ -111,7 +111,8 @@ def main(args: argparse.Namespace) -> int:
     cpu = _device_is_cpu()
     pin = ServerPinning.from_args(args, cpu)
     worker = CPU_WORKER if cpu else CUDA_WORKER
-    vllm_args = (*user, "--worker-cls", worker, "--additional-config", additional_config(raw))
+    vllm_args = (*pin.real_server_args(cpu), *user, "--worker-cls", worker, "--additional-config",
+                 additional_config(raw))
     spec = ServerSpec(kind="real", model=args.model, vllm_args=tuple(vllm_args), log_path=out / "server.log",
                       env=pin.server_env())
     t_start = time.monotonic()
@@ -119,8 +120,8 @@ def main(args: argparse.Namespace) -> int:
           file=sys.stderr, flush=True)
     with pin.client(), ServerProcess(spec) as server:
         print(f"llm-emu profile: server healthy after {server.startup_s:.0f} s", file=sys.stderr, flush=True)
+        roles = pin.apply_to_server(server)
         info = read_worker_info(raw)
-        pin.apply_to_server(server, {int(info["pid"])} if info.get("pid") else None)
         eng = info.get("engine", {})
         plan = capture_plan(int(eng.get("max_num_batched_tokens", 2048)), int(eng.get("max_num_seqs", 128)),
                             int(eng.get("max_model_len", 4096)), quick=args.quick,
@@ -130,7 +131,8 @@ def main(args: argparse.Namespace) -> int:
     method = ("llm-emu profile" + (" --quick" if args.quick else "") + f" ({len(plan)} benchmark runs: random "
               "prefill/decode/long-context/mixed + ShareGPT); vllm flags: " + shlex.join(user) + pin.describe())
     pack = write_pack(raw, out, args.model, load_model_config(args.model), method)
-    summary = {"seconds_total": time.monotonic() - t_start, "startup_s": server.startup_s, "runs": runs,
+    summary = {"pinning": {str(k): v for k, v in roles.items()}, "seconds_total": time.monotonic() - t_start,
+               "startup_s": server.startup_s, "runs": runs,
                "num_steps": len(pack.steps), "num_requests": 0 if pack.requests is None else len(pack.requests)}
     (out / "capture.json").write_text(json.dumps(summary, indent=2))
     if not args.keep_raw:

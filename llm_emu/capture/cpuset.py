@@ -4,10 +4,13 @@ On vLLM-CPU the forward pass burns a core, while the emulator's "device" sleeps.
 side (API server, EngineCore, benchmark client) then competes with the forward pass only in the real run. With
 ``--cpu-pinning split`` (the default on CPU machines with >= 2 cores) both runs get the same host layout:
 
-* the real server's model worker runs its OpenMP threads on the *device cores* (the last core by default:
-  ``VLLM_CPU_OMP_THREADS_BIND=<cores>``, vLLM's own knob, ``VLLM_CPU_NUM_OF_RESERVED_CPU`` = the rest);
-* every other thread of the server (API server, EngineCore; the emulated server has only these) and the
-  benchmark client are confined to the *host cores* (all others) once the server is healthy.
+* the process that runs the model worker is confined to the *device cores* (the last core by default): the
+  EngineCore with the in-process executor (``llm_emu.capture.executor``, the default; also where the
+  emulator's worker lives), or vLLM-CPU's separate worker process with ``--executor mp`` (whose OpenMP threads
+  vLLM binds itself via ``VLLM_CPU_OMP_THREADS_BIND=<cores>``, ``VLLM_CPU_NUM_OF_RESERVED_CPU`` = the rest);
+  ``OMP_NUM_THREADS`` = number of device cores;
+* every other server process (the API server) and the benchmark client are confined to the *host cores*
+  (all others), once the server is healthy.
 
 ``--cpu-pinning none`` leaves vLLM's defaults (``auto`` binding) and the OS scheduler alone.
 """
@@ -21,6 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+INPROC_EXECUTOR = "llm_emu.capture.executor.InProcessExecutor"
 
 
 def _threads(pid: int | str) -> list[int]:
@@ -73,6 +78,8 @@ class ServerPinning:
     mode: str = "none"
     device_cpus: frozenset[int] = frozenset()
     host_cpus: frozenset[int] = frozenset()
+    executor: str = "inproc"
+    """"inproc": the worker lives in the EngineCore process; "mp": vLLM-CPU's separate worker process."""
 
     @staticmethod
     def add_cli_args(parser: argparse.ArgumentParser) -> None:
@@ -82,45 +89,57 @@ class ServerPinning:
                                  "'none' = vLLM/OS defaults")
         parser.add_argument("--device-cpus", default=None,
                             help="cores that play the device with --cpu-pinning split (default: the last core)")
+        parser.add_argument("--executor", choices=("inproc", "mp"), default="inproc",
+                            help="real vLLM-CPU server: 'inproc' = worker inside the EngineCore like a 1-GPU CUDA "
+                                 "server and the emulator (default); 'mp' = vLLM-CPU's own multiprocess default")
 
     @classmethod
     def from_args(cls, args: Any, cpu_platform: bool) -> ServerPinning:
-        return cls.make(getattr(args, "cpu_pinning", None), getattr(args, "device_cpus", None), cpu_platform)
+        return cls.make(getattr(args, "cpu_pinning", None), getattr(args, "device_cpus", None), cpu_platform,
+                        getattr(args, "executor", None) or "inproc")
 
     @classmethod
-    def make(cls, mode: str | None, device_cpus: str | None, cpu_platform: bool) -> ServerPinning:
+    def make(cls, mode: str | None, device_cpus: str | None, cpu_platform: bool,
+             executor: str = "inproc") -> ServerPinning:
         allowed = sorted(os.sched_getaffinity(0))
         if mode is None:
             mode = "split" if cpu_platform and len(allowed) >= 2 else "none"
         if mode == "none" or not cpu_platform:
-            return cls("none")
+            return cls("none", executor=executor)
         dev = _parse_cpus(device_cpus) if device_cpus else {allowed[-1]}
         host = set(allowed) - dev
         if not host or not dev <= set(allowed):
             raise ValueError(f"--device-cpus {sorted(dev)} must be a proper subset of the allowed cores {allowed}")
-        return cls("split", frozenset(dev), frozenset(host))
+        return cls("split", frozenset(dev), frozenset(host), executor)
+
+    def real_server_args(self, cpu_platform: bool) -> list[str]:
+        """Extra `vllm serve` flags for the real server (the in-process executor on vLLM-CPU)."""
+        if cpu_platform and self.executor == "inproc":
+            return ["--distributed-executor-backend", INPROC_EXECUTOR]
+        return []
 
     def server_env(self) -> dict[str, str]:
-        """Environment of the real vLLM-CPU server (vLLM's own OpenMP binding knobs)."""
+        """Environment of a server (real or emulated): OpenMP threads = device cores (+ vLLM's binding, mp)."""
         if self.mode != "split":
             return {}
-        return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(str(c) for c in sorted(self.device_cpus)),
-                "VLLM_CPU_NUM_OF_RESERVED_CPU": str(len(self.host_cpus))}
+        env = {"OMP_NUM_THREADS": str(len(self.device_cpus))}
+        if self.executor == "mp":
+            env.update({"VLLM_CPU_OMP_THREADS_BIND": ",".join(str(c) for c in sorted(self.device_cpus)),
+                        "VLLM_CPU_NUM_OF_RESERVED_CPU": str(len(self.host_cpus))})
+        return env
 
-    def apply_to_server(self, server: Any, worker_pids: set[int] | None = None) -> dict[int, str]:
-        """Confine the server's non-worker processes to the host cores (call once it is healthy)."""
+    def apply_to_server(self, server: Any) -> dict[int, str]:
+        """Device-process threads -> device cores, the server's other processes -> host cores (once healthy)."""
         if self.mode != "split" or server.proc is None:
             return {}
         done: dict[int, str] = {}
         for pid in process_group(server.proc.pid):
-            if worker_pids and pid in worker_pids:
-                done[pid] = "device"
+            role = "device" if _role(pid) == ("worker" if self.executor == "mp" else "engine") else "host"
+            if role == "device" and self.executor == "mp":
+                done[pid] = role  # vLLM bound its OpenMP threads already
                 continue
-            if _is_worker(pid):
-                done[pid] = "device"
-                continue
-            set_process_affinity(pid, set(self.host_cpus))
-            done[pid] = "host"
+            set_process_affinity(pid, set(self.device_cpus if role == "device" else self.host_cpus))
+            done[pid] = role
         return done
 
     @contextlib.contextmanager
@@ -137,17 +156,22 @@ class ServerPinning:
             set_process_affinity(os.getpid(), set(before))
 
     def describe(self) -> str:
+        ex = f"; executor: {self.executor}"
         if self.mode != "split":
-            return "; cpu pinning: none"
-        return (f"; cpu pinning: split (device cores {sorted(self.device_cpus)}, host cores "
+            return ex + "; cpu pinning: none"
+        return (f"{ex}; cpu pinning: split (device cores {sorted(self.device_cpus)}, host cores "
                 f"{sorted(self.host_cpus)})")
 
 
-def _is_worker(pid: int) -> bool:
-    """vLLM's model-worker process (its name is set to VllmWorker-* / contains 'Worker')."""
+def _role(pid: int) -> str:
+    """'engine' (vLLM's EngineCore), 'worker' (VllmWorker process) or 'other', from the process title."""
     try:
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
-        return False
-    return "Worker" in comm or "VllmWorker" in cmd
+        return "other"
+    if "EngineCor" in comm or "EngineCore" in cmd:
+        return "engine"
+    if "Worker" in comm or "VllmWorker" in cmd:
+        return "worker"
+    return "other"

@@ -55,18 +55,18 @@ def server_spec(kind: str, args: argparse.Namespace, pin: ServerPinning, out: Pa
     """ServerSpec for one side; the real server gets the pack's engine settings as explicit flags too."""
     from llm_emu.profile.pack import load_pack
     from llm_emu.serve import engine_flags
-    from llm_emu.server import ServerSpec
+    from llm_emu.server import ServerSpec, has_accelerator
 
     user = list(getattr(args, "vllm_args", []) or [])
     if kind == KIND_REAL:
         pack = load_pack(args.profile)
-        flags = [*engine_flags(pack.meta.engine, user), *user]
+        flags = [*pin.real_server_args(not has_accelerator()), *engine_flags(pack.meta.engine, user), *user]
         return ServerSpec(kind="real", model=args.model, vllm_args=tuple(flags), log_path=out / "server-real.log",
                           env=pin.server_env())
     # `--seed` here is `llm-emu serve`'s own (latency draws, synthetic tokens), parsed before vLLM's flags.
     flags = [*user, "--seed", str(args.emu_seed)]
     return ServerSpec(kind="emulated", model=args.model, profile=str(Path(args.profile).resolve()),
-                      vllm_args=tuple(flags), log_path=out / "server-emulated.log")
+                      vllm_args=tuple(flags), log_path=out / "server-emulated.log", env=pin.server_env())
 
 
 def run_side(kind: str, args: argparse.Namespace, pin: ServerPinning, out: Path,
@@ -81,7 +81,9 @@ def run_side(kind: str, args: argparse.Namespace, pin: ServerPinning, out: Path,
     rows: list[dict[str, Any]] = []
     print(f"llm-emu validate: starting the {kind} server; log {spec.log_path}", file=sys.stderr, flush=True)
     with pin.client(), ServerProcess(spec) as server:
-        pin.apply_to_server(server)
+        roles = pin.apply_to_server(server)
+        print(f"llm-emu validate: {kind} server up in {server.startup_s:.0f} s; pinning "
+              f"{sorted(roles.items())}{pin.describe()}", file=sys.stderr, flush=True)
         bar = tqdm(cells, desc=kind, unit="cell", file=sys.stderr)
         for burst, rate in bar:
             bar.set_postfix_str(f"rate={rate:g} burstiness={burst:g}")
