@@ -4,12 +4,17 @@ The worker never sees vLLM's ``Request`` objects, only what the scheduler sends 
 small mirror per request (prompt length, sampling limits). The rules mirror vLLM's scheduler: a request gets
 a sampled token when its computed tokens reach its prompt plus its outputs (placeholders of async
 scheduling included); otherwise it is still inside a prefill chunk and gets ``[]``.
+
+This runs on the EngineCore thread every step, so per-request work is done on numpy arrays.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from llm_emu.profile.features import StepFeatures
 
@@ -27,24 +32,28 @@ class RequestState:
 
 
 @dataclass(frozen=True)
-class ScheduledReq:
-    """One request's part of a step."""
+class StepBatch:
+    """The scheduled requests of one step, in vLLM's order, as parallel arrays."""
 
-    req_id: str
-    num_scheduled: int
-    num_computed: int
-    num_output_tokens: int
-    state: RequestState
+    req_ids: list[str]
+    states: list[RequestState]
+    num_scheduled: np.ndarray
+    num_computed: np.ndarray
+    num_output_tokens: np.ndarray
+    prompt_len: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.req_ids)
 
     @property
-    def token_due(self) -> bool:
-        """True when this step completes the request's known tokens, so a new token is sampled."""
-        return self.num_computed + self.num_scheduled >= self.state.prompt_len + self.num_output_tokens
+    def token_due(self) -> np.ndarray:
+        """Per request: this step completes its known tokens, so a new token is sampled."""
+        return self.num_computed + self.num_scheduled >= self.prompt_len + self.num_output_tokens
 
     @property
-    def is_decode(self) -> bool:
-        """One token that is the request's latest: a decode step (vs a prompt or recompute chunk)."""
-        return self.num_scheduled == 1 and self.token_due
+    def is_decode(self) -> np.ndarray:
+        """Per request: one token that is the request's latest (vs a prompt or recompute chunk)."""
+        return (self.num_scheduled == 1) & self.token_due
 
 
 @dataclass
@@ -53,50 +62,56 @@ class BatchTracker:
 
     requests: dict[str, RequestState] = field(default_factory=dict)
 
-    def update(self, scheduler_output: Any, new_state: Any) -> list[ScheduledReq]:
+    def update(self, scheduler_output: Any, new_state: Callable[[Any], RequestState]) -> StepBatch:
         """Apply one ``SchedulerOutput``; return the scheduled requests in vLLM's order.
 
         Args:
             scheduler_output: vLLM's ``SchedulerOutput``.
-            new_state: callable ``NewRequestData -> RequestState`` for requests seen the first time.
+            new_state: ``NewRequestData -> RequestState`` for requests seen the first time.
         """
+        reqs = self.requests
         for req_id in scheduler_output.finished_req_ids:
-            self.requests.pop(req_id, None)
+            reqs.pop(req_id, None)
         num_sched: dict[str, int] = scheduler_output.num_scheduled_tokens
-        out: list[ScheduledReq] = []
+        ids: list[str] = []
+        computed: list[int] = []
+        outputs: list[int] = []
         for new in scheduler_output.scheduled_new_reqs:
-            state = new_state(new)
-            self.requests[new.req_id] = state
-            n = num_sched.get(new.req_id, 0)
-            if n:
-                out.append(ScheduledReq(new.req_id, n, new.num_computed_tokens, 0, state))
+            reqs[new.req_id] = new_state(new)
+            if num_sched.get(new.req_id):
+                ids.append(new.req_id)
+                computed.append(new.num_computed_tokens)
+                outputs.append(0)
         cached = scheduler_output.scheduled_cached_reqs
-        for i, req_id in enumerate(cached.req_ids):
-            n = num_sched.get(req_id, 0)
-            state = self.requests.get(req_id)
-            if not n or state is None:
-                continue
-            out.append(
-                ScheduledReq(req_id, n, cached.num_computed_tokens[i], cached.num_output_tokens[i], state)
-            )
-        return out
+        if cached.req_ids:
+            keep = [i for i, r in enumerate(cached.req_ids) if r in num_sched and r in reqs]
+            if len(keep) == len(cached.req_ids):
+                ids += cached.req_ids
+                computed += cached.num_computed_tokens
+                outputs += cached.num_output_tokens
+            else:
+                ids += [cached.req_ids[i] for i in keep]
+                computed += [cached.num_computed_tokens[i] for i in keep]
+                outputs += [cached.num_output_tokens[i] for i in keep]
+        states = [reqs[r] for r in ids]
+        return StepBatch(
+            req_ids=ids,
+            states=states,
+            num_scheduled=np.fromiter((num_sched[r] for r in ids), dtype=np.int64, count=len(ids)),
+            num_computed=np.asarray(computed, dtype=np.int64),
+            num_output_tokens=np.asarray(outputs, dtype=np.int64),
+            prompt_len=np.fromiter((s.prompt_len for s in states), dtype=np.int64, count=len(ids)),
+        )
 
 
-def step_features(scheduled: list[ScheduledReq]) -> StepFeatures:
+def step_features(batch: StepBatch) -> StepFeatures:
     """Batch features of one step (see StepFeatures for the definitions)."""
-    prefill_tokens = prefill_reqs = decode_reqs = decode_ctx = prefill_ctx = 0
-    for r in scheduled:
-        if r.is_decode:
-            decode_reqs += 1
-            decode_ctx += r.num_computed + 1
-        else:
-            prefill_reqs += 1
-            prefill_tokens += r.num_scheduled
-            prefill_ctx += r.num_computed
+    decode = batch.is_decode
+    prefill = ~decode
     return StepFeatures(
-        num_prefill_tokens=prefill_tokens,
-        num_prefill_reqs=prefill_reqs,
-        num_decode_reqs=decode_reqs,
-        decode_context_tokens=decode_ctx,
-        prefill_context_tokens=prefill_ctx,
+        num_prefill_tokens=int(batch.num_scheduled[prefill].sum()),
+        num_prefill_reqs=int(prefill.sum()),
+        num_decode_reqs=int(decode.sum()),
+        decode_context_tokens=int(batch.num_computed[decode].sum() + decode.sum()),
+        prefill_context_tokens=int(batch.num_computed[prefill].sum()),
     )

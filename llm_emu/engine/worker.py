@@ -17,7 +17,7 @@ from vllm.v1.outputs import EMPTY_MODEL_RUNNER_OUTPUT, AsyncModelRunnerOutput, M
 from vllm.v1.worker.worker_base import CompilationTimes, WorkerBase
 
 from llm_emu.engine import compat
-from llm_emu.engine.batch import BatchTracker, RequestState, ScheduledReq, step_features
+from llm_emu.engine.batch import BatchTracker, RequestState, StepBatch, step_features
 from llm_emu.engine.clock import Booking, Clock, DeviceTimeline, WallClock
 from llm_emu.engine.settings import EmuSettings
 from llm_emu.engine.tokens import OutputLengthModel, logprob_rows, token_pool, tokenizer_limits
@@ -150,33 +150,31 @@ class EmuWorker(WorkerBase):
             return EMPTY_MODEL_RUNNER_OUTPUT
         scheduler_output, launched = self._pending
         self._pending = None
-        t0 = time.perf_counter()
-        scheduled = self.tracker.update(scheduler_output, self._new_state)
-        features = step_features(scheduled)
+        t0 = time.thread_time()  # CPU time of this thread: what the emulator adds to vLLM's engine loop
+        batch = self.tracker.update(scheduler_output, self._new_state)
+        features = step_features(batch)
         latency = self.oracle.sample(features)
         booking = self.timeline.book(latency, launched)
-        output = self._make_output(scheduled)
+        output = self._make_output(batch)
         self._step += 1
-        record = _record(self._step, features, latency, booking, time.perf_counter() - t0)
+        record = _record(self._step, features, latency, booking, time.thread_time() - t0)
         return _TimedOutput(output, booking, self, record)
 
-    def _make_output(self, scheduled: list[ScheduledReq]) -> ModelRunnerOutput:
-        req_ids = [r.req_id for r in scheduled]
-        draws = self._pool[self._rng.integers(len(self._pool), size=len(scheduled))]
-        sampled: list[list[int]] = []
-        for r, tok in zip(scheduled, draws.tolist(), strict=True):
-            if not r.token_due:
-                sampled.append([])  # still inside a prefill chunk (trap 7)
-                continue
-            target = r.state.target_output_len
-            if target is not None and r.num_output_tokens + 1 >= target and r.state.eos_token_id is not None:
-                tok = r.state.eos_token_id
-            sampled.append([tok])
-        logprobs = logprob_rows([s[0] if s else 0 for s in sampled], [r.state.logprobs for r in scheduled],
-                                self._pool, self._rng)
+    def _make_output(self, batch: StepBatch) -> ModelRunnerOutput:
+        n = len(batch)
+        tokens = self._pool[self._rng.integers(len(self._pool), size=n)]
+        due = batch.token_due
+        ending = [i for i, st in enumerate(batch.states) if st.target_output_len is not None and due[i]
+                  and batch.num_output_tokens[i] + 1 >= st.target_output_len]
+        for i in ending:  # the output-length model ends this request: vLLM's own stop check sees EOS
+            tokens[i] = batch.states[i].eos_token_id
+        sampled = [[t] if d else [] for t, d in zip(tokens.tolist(), due.tolist(), strict=True)]
+        logprobs = None
+        if any(st.logprobs is not None for st in batch.states):
+            logprobs = logprob_rows(tokens.tolist(), [st.logprobs for st in batch.states], self._pool, self._rng)
         return ModelRunnerOutput(
-            req_ids=req_ids,
-            req_id_to_index={rid: i for i, rid in enumerate(req_ids)},
+            req_ids=batch.req_ids,
+            req_id_to_index={rid: i for i, rid in enumerate(batch.req_ids)},
             sampled_token_ids=sampled,
             logprobs=logprobs,
         )
