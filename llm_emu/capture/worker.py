@@ -37,7 +37,7 @@ from llm_emu.capture.recorder import (
     step_record,
     write_json_atomic,
 )
-from llm_emu.engine.batch import BatchTracker, RequestState, ScheduledReq, step_features
+from llm_emu.engine.batch import BatchTracker, RequestState, StepBatch, step_features
 
 # vLLM only configures handlers for loggers under "vllm." (VLLM_PLUGIN_NOTES trap 8).
 logger = logging.getLogger("vllm.llm_emu.capture")
@@ -79,13 +79,13 @@ class StepRecorder:
             self.requests.write({"prompt_len": state.prompt_len, "output_len": n,
                                  "finish_reason": "length" if hit_len else "stop"})
 
-    def update(self, scheduler_output: Any) -> list[ScheduledReq]:
+    def update(self, scheduler_output: Any) -> StepBatch:
         """Apply one SchedulerOutput to the mirror; return the scheduled requests of the step."""
         self._finish(scheduler_output)
         scheduled = self.tracker.update(scheduler_output, new_request_state)
-        for r in scheduled:
-            if r.token_due:
-                self._sampled[r.req_id] = self._sampled.get(r.req_id, 0) + 1
+        for req_id, due in zip(scheduled.req_ids, scheduled.token_due.tolist(), strict=True):
+            if due:
+                self._sampled[req_id] = self._sampled.get(req_id, 0) + 1
         return scheduled
 
     def record(self, scheduler_output: Any, latency_s: float, mode: str) -> None:
