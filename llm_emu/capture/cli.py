@@ -35,7 +35,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="pack directory to write")
     parser.add_argument("--quick", action="store_true", help="small workload for CI (about a minute of load)")
     parser.add_argument("--sharegpt-prompts", type=int, default=400, help="prompts per ShareGPT rate (full capture)")
-    parser.add_argument("--sharegpt-rates", default="2,8,16,32,inf", help="ShareGPT request rates (full capture)")
+    parser.add_argument("--sharegpt-rates", default="2,4,6,8,10,12,inf", help="ShareGPT request rates (full capture)")
     ServerPinning.add_cli_args(parser)
     parser.add_argument("--keep-raw", action="store_true", help="keep the worker's raw JSON-lines files in OUT/raw")
 

@@ -32,7 +32,7 @@ def _rnd(inp: int, out: int, conc: int, n: int, seed: int) -> PlanItem:
 
 def capture_plan(max_num_batched_tokens: int, max_num_seqs: int, max_model_len: int, *,
                  quick: bool = False, sharegpt_prompts: int = 400,
-                 sharegpt_rates: tuple[float, ...] = (2.0, 8.0, 16.0, 32.0, float("inf"))) -> list[PlanItem]:
+                 sharegpt_rates: tuple[float, ...] = (2.0, 4.0, 8.0, 12.0, float("inf"))) -> list[PlanItem]:
     """The list of benchmark runs for a capture (see module docstring)."""
     B, S, L = max_num_batched_tokens, max_num_seqs, max_model_len
     # Random prompts must leave room for outputs within the context limit.

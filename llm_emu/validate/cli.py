@@ -34,7 +34,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of `llm-emu validate`; every other flag goes to both `vllm serve` commands unchanged."""
     parser.add_argument("--profile", required=True, help="profile pack directory (made by `llm-emu profile`)")
     parser.add_argument("--model", default="tiny-llama", help="model (default %(default)s)")
-    parser.add_argument("--rates", default="2,8,16,24,32", help="request rates, req/s (default %(default)s)")
+    parser.add_argument("--rates", default="2,4,6,8,10,12", help="request rates, req/s (default %(default)s)")
     parser.add_argument("--burstiness", default="1,0.25",
                         help="gamma shapes of inter-arrival times, 1 = Poisson (default %(default)s)")
     parser.add_argument("--num-prompts", type=int, default=500, help="requests per cell (default %(default)s)")

@@ -37,14 +37,14 @@ def test_capture_then_validate(tmp_path: Path) -> None:
     assert pack.steps["num_decode_reqs"].max() >= 32
 
     out = tmp_path / "val"
-    vargs = argparse.Namespace(profile=str(pack_dir), model="tiny-llama", rates="1,2", burstiness="1",
+    vargs = argparse.Namespace(profile=str(pack_dir), model="tiny-llama", rates="2,4", burstiness="1",
                                num_prompts=60, dataset="sharegpt", seed=0, emu_seed=0, out=str(out), only=None,
                                cpu_pinning=None, device_cpus=None, vllm_args=[])
     assert validate_cli.main(vargs) == 0
     errors = pd.read_parquet(out / "errors.parquet")
     assert len(errors) == 2 * 9
     by = {(r.rate, r.metric): r.err_pct for r in errors.itertuples()}
-    for rate in (1.0, 2.0):
+    for rate in (2.0, 4.0):
         tpot = by[(rate, "TPOT mean")]
         assert math.isfinite(tpot) and abs(tpot) <= 25.0, f"mean TPOT error {tpot:+.1f}% at {rate}/s"
         thr = by[(rate, "Output throughput")]
