@@ -60,7 +60,10 @@ class TrialActor:
     """Runs one attempt of one trial on whatever node Ray placed it (wrapped with ``ray.remote``)."""
 
     def __init__(self, runner: TrialRunner) -> None:
+        from orchestrator.reaper import start_reaper
+
         self.runner = runner
+        self._reaper = start_reaper()  # stops our server if Ray kills us mid-trial
 
     def node(self) -> str:
         """``<node id prefix>@<hostname>`` of this actor."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +58,25 @@ class FakeRunner:
     """Extra sleep in attempt 0 only (time for a test to kill the actor mid-trial)."""
     block_only: tuple[str, ...] = ()
     """Apply ``block_first_attempt_s`` only to these trial hashes (empty: to all)."""
+    spawn_server: bool = False
+    """Start a stand-in server (``sh`` + ``sleep``, own process group, id in ``<hash>.<attempt>.server``),
+    stopped at the end of the attempt; tests check it does not outlive a killed actor."""
 
     def __call__(self, trial: Trial, ctx: TrialContext) -> tuple[RateResult, ...]:
         """One fake attempt."""
+        if not self.spawn_server:
+            return self._attempt(trial, ctx)
+        # like vLLM's API server + EngineCore: a group leader with a child of its own
+        server = subprocess.Popen(["sh", "-c", "sleep 600; true"], start_new_session=True)
+        try:
+            if self.marker_dir:
+                (Path(self.marker_dir) / f"{trial.hash}.{ctx.attempt}.server").write_text(str(server.pid))
+            return self._attempt(trial, ctx)
+        finally:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+    def _attempt(self, trial: Trial, ctx: TrialContext) -> tuple[RateResult, ...]:
         if self.marker_dir:
             Path(self.marker_dir).mkdir(parents=True, exist_ok=True)
             (Path(self.marker_dir) / f"{trial.hash}.{ctx.attempt}.started").write_text(str(os.getpid()))

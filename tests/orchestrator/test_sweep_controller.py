@@ -17,6 +17,18 @@ from orchestrator.testing import FakeRunner
 from orchestrator.trials import expand
 
 
+def _alive(group: int) -> bool:
+    """Whether any live (non-zombie) process is in process group ``group``."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
+
+
 def _run(tmp_path, runner, retries=1, **opts):
     trials, _ = expand(make_spec(tmp_path))
     store = ResultStore(tmp_path / "out")
@@ -62,13 +74,20 @@ def test_killed_actor_is_retried(tmp_path, ray_local):
 
     thread = threading.Thread(target=kill_when_started, daemon=True)
     thread.start()
-    runner = FakeRunner(marker_dir=str(markers), block_first_attempt_s=30, block_only=(victim,))
+    markers.mkdir()
+    runner = FakeRunner(marker_dir=str(markers), block_first_attempt_s=30, block_only=(victim,),
+                        spawn_server=True)
     _, store, results = _run(tmp_path, runner)
     thread.join(5)
     assert killed.is_set()
     by_hash = {r.trial_hash: r for r in results}
     assert by_hash[victim].status == "ok" and by_hash[victim].attempts == 2
     assert (markers / f"{victim}.1.started").exists()
+    orphan = int((markers / f"{victim}.0.server").read_text())  # the killed attempt's server
+    deadline = time.monotonic() + 10
+    while _alive(orphan) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(orphan), "the server of a killed actor must not outlive it"
     df = store.combine(trials)
     assert len(df) == 2 * len(trials) and not df.duplicated(["trial_hash", "request_rate"]).any()
 
