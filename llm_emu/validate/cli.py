@@ -44,6 +44,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--only", choices=("real", "emulated"), default=None,
                         help="run one side only (results are appended; rerun the other side later)")
+    parser.add_argument("--emu-trace", action="store_true",
+                        help="emulated side: write one JSON line per engine step to OUT/emulated-steps.jsonl "
+                             "(diagnostics; adds a little work per step)")
     ServerPinning.add_cli_args(parser)
 
 
@@ -65,6 +68,8 @@ def server_spec(kind: str, args: argparse.Namespace, pin: ServerPinning, out: Pa
                           env=pin.server_env())
     # `--seed` here is `llm-emu serve`'s own (latency draws, synthetic tokens), parsed before vLLM's flags.
     flags = [*user, "--seed", str(args.emu_seed)]
+    if getattr(args, "emu_trace", False):
+        flags += ["--trace", str(out / "emulated-steps.jsonl")]
     return ServerSpec(kind="emulated", model=args.model, profile=str(Path(args.profile).resolve()),
                       vllm_args=tuple(flags), log_path=out / "server-emulated.log", env=pin.server_env())
 
