@@ -151,12 +151,28 @@ def _execute(spec: SweepSpec, args: argparse.Namespace, out: Path, store: Result
 def sweep_main(args: argparse.Namespace) -> int:
     """Entry point of `llm-emu sweep`: a grid sweep, or a search when the spec has a ``search:`` section."""
     spec = load_spec(args.spec)
-    if spec.search is not None:
-        from search.runner import run_search  # the search package owns what to try; we only hand over
-
-        return int(run_search(spec, args) or 0)
     check_engine_args(spec)
+    if spec.search is not None:
+        return run_search_on_ray(spec, args)
     return run_sweep(spec, args)
+
+
+def run_search_on_ray(spec: SweepSpec, args: argparse.Namespace, runner: TrialRunner | None = None) -> int:
+    """Hand a spec with a ``search:`` section to the search package, with Ray actors as its evaluator."""
+    from orchestrator.controller import connect
+    from orchestrator.evaluator import RayEvaluator
+    from search.runner import run_search  # search/ decides what to try; we decide where it runs
+
+    out = Path(args.output or spec.output_dir())
+    started = connect(args.address, args.num_cpus or spec.resources.num_cpus)
+    try:
+        run_search(spec, args, evaluator=RayEvaluator(spec, out, _options(spec, args, out), runner))
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    return 0
 
 
 def report_main(args: argparse.Namespace) -> int:

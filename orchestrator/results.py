@@ -23,6 +23,13 @@ from orchestrator.trials import Trial
 
 ENGINE_PREFIX = "engine."
 """Column prefix of effective engine args (``engine.max_num_seqs``)."""
+META_COLUMNS = frozenset({
+    "trial_hash", "trial_index", "config", "kind", "model", "profile", "profile_id", "engine_args",
+    "num_prompts", "dataset", "burstiness", "slo_ttft_ms", "slo_tpot_ms", "slo_e2el_ms", "slo_target",
+    "status", "error", "attempts", "node", "trial_elapsed_s", "log_path", "request_rate", "meets_slo",
+    "elapsed_s",
+})
+"""Columns that describe a row rather than measure it (everything else: vLLM metrics + slo_attainment)."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -92,6 +99,11 @@ def _uniform(df: pd.DataFrame) -> pd.DataFrame:
             if len(kinds) > 1:
                 df[col] = df[col].map(lambda v: None if v is None else str(v))
     return df
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    """The measured columns of a results frame: vLLM's metric keys and slo_attainment."""
+    return [c for c in df.columns if c not in META_COLUMNS and not c.startswith(ENGINE_PREFIX)]
 
 
 class ResultStore:

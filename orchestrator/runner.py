@@ -91,9 +91,6 @@ class TrialRunner(Protocol):
 class ServerRunner:
     """The real runner: one ServerProcess (emulated or real vLLM), vLLM's benchmark client per rate."""
 
-    startup_timeout_s: float = 600.0
-    """Server health-check timeout."""
-
     def __call__(self, trial: Trial, ctx: TrialContext) -> tuple[RateResult, ...]:
         """Start the server, benchmark every rate (prefix cache reset in between), stop the server."""
         from llm_emu.server import ServerProcess, ServerSpec, free_port
@@ -102,7 +99,7 @@ class ServerRunner:
         spec = ServerSpec(
             kind=trial.kind,  # type: ignore[arg-type]
             model=trial.model, vllm_args=trial.vllm_flags(), profile=trial.profile,
-            port=free_port(), log_path=ctx.log_file(trial), startup_timeout_s=self.startup_timeout_s,
+            port=free_port(), log_path=ctx.log_file(trial), startup_timeout_s=ctx.startup_timeout_s,
         )
         results = []
         with ServerProcess(spec) as server:

@@ -128,17 +128,31 @@ def model_max_len(model: str) -> int | None:
     return None
 
 
-def _make_trial(spec: SweepSpec, index: int, point: dict[str, Any], pid: str | None) -> Trial:
-    engine = {**spec.engine_args, **point}
+def make_trial(spec: SweepSpec, *, index: int, engine_args: dict[str, Any], grid_point: dict[str, Any],
+               workload: WorkloadSpec | None = None, slo: SLOSpec | None = None,
+               pid: str | None = None) -> Trial:
+    """A Trial of ``spec``'s model/profile/kind with the given full engine config (grid or search point).
+
+    Args:
+        spec: the sweep (kind, model, profile; default workload and SLO).
+        index: display position.
+        engine_args: the full effective engine args.
+        grid_point: the varied part of ``engine_args`` (for labels).
+        workload: overrides ``spec.workload`` (e.g. other rates for a search trial).
+        slo: overrides ``spec.slo``.
+        pid: the profile's provenance id (``profile_id(spec.profile)``; computed once by callers).
+    """
+    workload = workload or spec.workload
+    slo = slo if slo is not None else spec.slo
     key = {
-        "kind": spec.kind, "model": spec.model, "profile": pid, "engine_args": engine,
-        "workload": asdict(spec.workload), "slo": asdict(spec.slo) if spec.slo else None,
+        "kind": spec.kind, "model": spec.model, "profile": pid, "engine_args": engine_args,
+        "workload": asdict(workload), "slo": asdict(slo) if slo else None,
     }
     return Trial(
         hash=content_hash(key), index=index, kind=spec.kind, model=spec.model,
         profile=spec.profile if spec.kind == "emulated" else None,
-        engine_args=tuple(sorted(engine.items())), grid_point=tuple(point.items()),
-        workload=spec.workload, slo=spec.slo, profile_id=pid,
+        engine_args=tuple(sorted(engine_args.items())), grid_point=tuple(grid_point.items()),
+        workload=workload, slo=slo, profile_id=pid,
     )
 
 
@@ -158,7 +172,7 @@ def expand(spec: SweepSpec) -> tuple[list[Trial], list[PrunedTrial]]:
         if reason:
             pruned.append(PrunedTrial(i, tuple(point.items()), reason))
             continue
-        trial = _make_trial(spec, i, point, pid)
+        trial = make_trial(spec, index=i, engine_args={**spec.engine_args, **point}, grid_point=point, pid=pid)
         if trial.hash not in seen:  # duplicate grid values would only run the same server twice
             seen.add(trial.hash)
             trials.append(trial)

@@ -94,7 +94,7 @@ def build(doc: Located, path: Path_, data: Any, cls: type[T]) -> T:
     if not isinstance(data, dict):
         raise fail(doc, path, f"expected a mapping with keys {_keys(cls)}, got {data!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")}  # type: ignore[arg-type]
     for key in data:
         if key not in fields:
             raise fail(doc, (*path, key), f"unknown key {key!r}; valid keys: {_keys(cls)}")
