@@ -11,6 +11,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from llm_emu.errors import SpecError
 from orchestrator.actors import ActorResources
 from orchestrator.results import ResultStore, atomic_write_json
@@ -94,6 +96,15 @@ def _write_manifest(spec: SweepSpec, args: argparse.Namespace, out: Path, trials
     })
 
 
+def _trial_seconds(spec: SweepSpec, store: ResultStore, trials: list[Trial]) -> float:
+    """Median wall time of this sweep's finished trials (measured beats guessed), else the rough estimate."""
+    hashes = {t.hash for t in trials}
+    done = [df for h in hashes if (df := store.read_trial(h)) is not None and (df["status"] == "ok").all()]
+    if not done:
+        return estimate_trial_s(spec)
+    return float(pd.concat(done).drop_duplicates("trial_hash")["trial_elapsed_s"].median())
+
+
 def run_sweep(spec: SweepSpec, args: argparse.Namespace, runner: TrialRunner | None = None) -> int:
     """Run (or plan) a sweep; the testable core of ``sweep_main`` with an injectable trial runner."""
     out = Path(args.output or spec.output_dir())
@@ -104,7 +115,7 @@ def run_sweep(spec: SweepSpec, args: argparse.Namespace, runner: TrialRunner | N
     done = {t.hash for t in trials if args.resume and store.is_done(t.hash, args.retry_failed)}
     parallel = _local_parallel(spec, args)
     if args.dry_run:
-        print(plan_text(spec, trials, pruned, done, parallel, estimate_trial_s(spec)))
+        print(plan_text(spec, trials, pruned, done, parallel, _trial_seconds(spec, store, trials)))
         return 0
     _write_manifest(spec, args, out, trials, pruned)
     store.combine(trials)  # a killed run may have finished trials the combined file missed
