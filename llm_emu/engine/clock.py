@@ -48,13 +48,19 @@ class Booking:
     """start + device latency: when its output is ready."""
 
 
+#: Largest lateness credited to the next step. Sleep overshoot is ~0.1 ms; a longer delay is the host being
+#: busy (descheduled threads), which must not be paid back by running later steps faster than the device.
+MAX_CREDIT_S = 0.001
+
+
 class DeviceTimeline:
     """A single device queue: a step starts when it is launched and the previous step is done.
 
     Booking against the timeline (not sleeping for each latency from "now") keeps async scheduling's overlap
     of CPU work with device time. Sleep overshoot never accumulates: when a step's output is released late
-    (``released``), that lateness is credited to the next step's launch, which vLLM could only make after
-    the late release (the sync engine's case; with async scheduling the next step is already queued).
+    (``released``), that lateness (up to ``MAX_CREDIT_S``) is credited to the next step's launch, which vLLM
+    could only make after the late release (the sync engine's case; with async scheduling the next step is
+    already queued).
     """
 
     def __init__(self, clock: Clock) -> None:
@@ -77,4 +83,4 @@ class DeviceTimeline:
         """Record that ``booking``'s output reached vLLM at ``at`` (its lateness is credited once)."""
         with self._lock:
             if booking.end == self._busy_until:
-                self._overshoot = max(0.0, at - booking.end)
+                self._overshoot = min(MAX_CREDIT_S, max(0.0, at - booking.end))

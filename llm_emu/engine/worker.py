@@ -161,23 +161,27 @@ class EmuWorker(WorkerBase):
         return _TimedOutput(output, booking, self, record)
 
     def _make_output(self, batch: StepBatch) -> ModelRunnerOutput:
-        n = len(batch)
-        tokens = self._pool[self._rng.integers(len(self._pool), size=n)]
-        due = batch.token_due
-        ending = [i for i, st in enumerate(batch.states) if st.target_output_len is not None and due[i]
-                  and batch.num_output_tokens[i] + 1 >= st.target_output_len]
-        for i in ending:  # the output-length model ends this request: vLLM's own stop check sees EOS
-            tokens[i] = batch.states[i].eos_token_id
-        sampled = [[t] if d else [] for t, d in zip(tokens.tolist(), due.tolist(), strict=True)]
-        logprobs = None
-        if any(st.logprobs is not None for st in batch.states):
-            logprobs = logprob_rows(tokens.tolist(), [st.logprobs for st in batch.states], self._pool, self._rng)
-        return ModelRunnerOutput(
-            req_ids=batch.req_ids,
-            req_id_to_index={rid: i for i, rid in enumerate(batch.req_ids)},
-            sampled_token_ids=sampled,
-            logprobs=logprobs,
-        )
+        return make_output(batch, self._pool, self._rng)
+
+
+def make_output(batch: StepBatch, pool: np.ndarray, rng: np.random.Generator) -> ModelRunnerOutput:
+    """The step's ``ModelRunnerOutput``: one synthetic token per request whose token is due, ``[]`` otherwise."""
+    tokens = pool[rng.integers(len(pool), size=len(batch))]
+    due = batch.token_due
+    ending = [i for i, st in enumerate(batch.states) if st.target_output_len is not None and due[i]
+              and batch.num_output_tokens[i] + 1 >= st.target_output_len]
+    for i in ending:  # the output-length model ends this request: vLLM's own stop check sees EOS
+        tokens[i] = batch.states[i].eos_token_id
+    sampled = [[t] if d else [] for t, d in zip(tokens.tolist(), due.tolist(), strict=True)]
+    logprobs = None
+    if any(st.logprobs is not None for st in batch.states):
+        logprobs = logprob_rows(tokens.tolist(), [st.logprobs for st in batch.states], pool, rng)
+    return ModelRunnerOutput(
+        req_ids=batch.req_ids,
+        req_id_to_index={rid: i for i, rid in enumerate(batch.req_ids)},
+        sampled_token_ids=sampled,
+        logprobs=logprobs,
+    )
 
 
 def _record(step: int, f: StepFeatures, latency: float, b: Booking, overhead: float) -> dict[str, Any]:

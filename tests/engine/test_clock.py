@@ -47,3 +47,15 @@ def test_cpu_gaps_are_not_credited() -> None:
         tl.released(b, clock.now())
         clock.t += 0.002
     assert abs((clock.t - 100.0) - 100 * 0.007 - 0.0003) < 1e-6
+
+
+def test_host_stalls_are_not_paid_back() -> None:
+    """A 50 ms stall of the host is not credited: later steps keep their full device time."""
+    clock = FakeClock()
+    tl = DeviceTimeline(clock)
+    b = tl.book(0.005)
+    clock.sleep_until(b.end)
+    clock.t += 0.050  # the EngineCore thread was descheduled
+    tl.released(b, clock.now())
+    nxt = tl.book(0.005)
+    assert nxt.end - clock.now() >= 0.005 - 0.001 - 1e-9
