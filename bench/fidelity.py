@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     pack = Path(args.profile) if args.profile else out / "pack"
     if not (pack / "steps.parquet").is_file():
         cmd = [*cli, "profile", "--model", args.model, "--out", str(pack), "--sharegpt-rates", args.sharegpt_rates,
-               "--sharegpt-prompts", str(args.sharegpt_prompts), *vllm_args]
+               "--sharegpt-prompts", str(args.sharegpt_prompts), "--keep-raw", *vllm_args]
         times["capture_s"] = _run([*cmd, "--quick"] if args.quick_capture else cmd)
     val = out / "validate"
     if not (val / "errors.md").is_file():

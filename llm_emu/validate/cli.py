@@ -47,6 +47,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--emu-trace", action="store_true",
                         help="emulated side: write one JSON line per engine step to OUT/emulated-steps.jsonl "
                              "(diagnostics; adds a little work per step)")
+    parser.add_argument("--real-trace", action="store_true",
+                        help="real side: run the capture's recording worker, steps to OUT/real-steps/ "
+                             "(diagnostics; adds a little work per step)")
     ServerPinning.add_cli_args(parser)
 
 
@@ -63,7 +66,14 @@ def server_spec(kind: str, args: argparse.Namespace, pin: ServerPinning, out: Pa
     user = list(getattr(args, "vllm_args", []) or [])
     if kind == KIND_REAL:
         pack = load_pack(args.profile)
-        flags = [*pin.real_server_args(not has_accelerator()), *engine_flags(pack.meta.engine, user), *user]
+        cpu = not has_accelerator()
+        flags = [*pin.real_server_args(cpu), *engine_flags(pack.meta.engine, user), *user]
+        if getattr(args, "real_trace", False):
+            from llm_emu.capture.cli import CPU_WORKER, CUDA_WORKER
+            from llm_emu.capture.recorder import additional_config
+
+            flags += ["--worker-cls", CPU_WORKER if cpu else CUDA_WORKER,
+                      "--additional-config", additional_config(out / "real-steps")]
         return ServerSpec(kind="real", model=args.model, vllm_args=tuple(flags), log_path=out / "server-real.log",
                           env=pin.server_env())
     # `--seed` here is `llm-emu serve`'s own (latency draws, synthetic tokens), parsed before vLLM's flags.
