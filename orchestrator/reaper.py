@@ -3,10 +3,13 @@
 A server runs in its own process group (so that ``ServerProcess.stop`` can end all of it), which also means
 it survives its parent: when Ray kills a trial actor (timeout, ``ray.kill``, a cancelled sweep), nothing runs
 the actor's cleanup and vLLM's EngineCore would live on, holding ~1 GB and CPU time that the next attempt
-needs. The actor therefore starts this small watchdog (``python -m orchestrator.reaper ACTOR_PID``) in a
-session of its own: it remembers the process groups the actor leads children of, and SIGKILLs them once
-the actor is gone. The watchdog forks away from the actor at once: Ray kills a dead worker's direct
-children, and the watchdog must outlive it. Linux only (reads /proc); elsewhere it is not started.
+needs. The actor therefore tags its environment with a unique ``LLM_EMU_REAPER_TAG`` (inherited by every
+process it starts, grandchildren included) and starts this small watchdog
+(``python -m orchestrator.reaper ACTOR_PID TAG``), which waits for the actor to exit and then SIGKILLs every
+process still carrying the tag. Matching by tag rather than by parentage works after the orphans were
+reparented and has no window in which a just-started server goes unnoticed. The watchdog forks away from
+the actor at once: Ray kills a dead worker's direct children, and the watchdog must outlive it.
+Linux only (reads /proc); elsewhere it is not started.
 """
 
 from __future__ import annotations
@@ -16,54 +19,62 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 PROC = Path("/proc")
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(ppid, pgid) of ``pid`` or None if it is gone."""
+TAG_VAR = "LLM_EMU_REAPER_TAG"
+"""Environment variable marking the processes of one trial actor (a tag, not a setting)."""
+
+
+def _alive(pid: int) -> bool:
     try:
         text = (PROC / str(pid) / "stat").read_text()
     except OSError:
-        return None
-    fields = text[text.rindex(")") + 2:].split()  # the command name may contain spaces and parentheses
-    return int(fields[1]), int(fields[2])
+        return False
+    return text[text.rindex(")") + 2:].split()[0] != "Z"  # a zombie is dead, only not yet reaped
 
 
-def _scan() -> dict[int, tuple[int, int]]:
-    out = {}
+def tagged(tag: str) -> list[int]:
+    """Live processes (other than this one) whose environment carries ``tag``."""
+    needle = f"{TAG_VAR}={tag}".encode()
+    out = []
     for entry in PROC.iterdir():
-        if entry.name.isdigit() and (st := _stat(int(entry.name))) is not None:
-            out[int(entry.name)] = st
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in env.split(b"\0") and _alive(int(entry.name)):
+            out.append(int(entry.name))
     return out
 
 
-def watch(parent: int, poll_s: float = 0.5) -> list[int]:
-    """Track groups led by children of ``parent`` until it exits; then SIGKILL them. Returns those killed."""
-    groups: set[int] = set()
-    while _stat(parent) is not None:
-        procs = _scan()
-        alive_groups = {pgid for _, pgid in procs.values()}
-        groups = {g for g in groups if g in alive_groups}  # ended normally: forget (no pgid reuse risk)
-        groups |= {pid for pid, (ppid, pgid) in procs.items() if ppid == parent and pgid == pid}
+def watch(parent: int, tag: str, poll_s: float = 0.5) -> list[int]:
+    """Wait for ``parent`` to exit, then SIGKILL every process tagged ``tag``; return their pids."""
+    while _alive(parent):
         time.sleep(poll_s)
     killed = []
-    for group in groups:
+    for pid in tagged(tag):
         try:
-            os.killpg(group, signal.SIGKILL)
-            killed.append(group)
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
         except (ProcessLookupError, PermissionError):
             pass
     return killed
 
 
-def start_reaper(parent: int | None = None) -> subprocess.Popen[bytes] | None:
-    """Start the watchdog for ``parent`` (default: this process); None where /proc is unavailable."""
-    if not (PROC / "self" / "stat").exists():
+def start_reaper() -> subprocess.Popen[bytes] | None:
+    """Tag this process's environment and start its watchdog; None where /proc is unavailable."""
+    if not (PROC / "self" / "environ").exists():
         return None
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    os.environ[TAG_VAR] = tag  # inherited by the servers this actor starts from now on
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.reaper", str(parent or os.getpid())],
+        [sys.executable, "-m", "orchestrator.reaper", str(os.getpid()), tag],
         start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     proc.wait()  # the launcher exits at once; its forked child does the watching
@@ -72,5 +83,5 @@ def start_reaper(parent: int | None = None) -> subprocess.Popen[bytes] | None:
 
 if __name__ == "__main__":
     if os.fork() == 0:  # the watcher: not a child of the actor, so Ray's cleanup does not reach it
-        watch(int(sys.argv[1]))
+        watch(int(sys.argv[1]), sys.argv[2])
     os._exit(0)
