@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import os
 import shutil
@@ -57,8 +58,8 @@ def check_engine_args(spec: SweepSpec) -> None:
     for section in ("engine_args", "grid"):
         for name in getattr(spec, section):
             if name not in valid:
-                close = sorted(v for v in valid if name.split("_")[0] in v)[:8]
-                hint = f"; similar: {', '.join(close)}" if close else ""
+                close = difflib.get_close_matches(name, sorted(valid), n=3, cutoff=0.6)
+                hint = f"; did you mean {' or '.join(close)}?" if close else ""
                 raise SpecError(f"{spec.where(section, name)}: {section}.{name}: not a vLLM engine arg{hint}")
 
 

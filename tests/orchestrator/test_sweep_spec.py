@@ -72,3 +72,14 @@ def test_goodput_keys_match_vllm(tmp_path):
 def test_where_points_at_key(tmp_path):
     spec = load_spec(write_spec(tmp_path, GOOD))
     assert spec.where("grid", "max_num_seqs").endswith("spec.yaml:5")
+
+
+def test_engine_arg_names_checked_against_vllm(tmp_path):
+    pytest.importorskip("vllm")
+    from orchestrator.cli import check_engine_args
+
+    spec = load_spec(write_spec(tmp_path, GOOD.replace("max_num_seqs:", "max_num_batched_token:")))
+    with pytest.raises(SpecError, match=r"spec\.yaml:5: grid\.max_num_batched_token: not a vLLM engine arg; "
+                                        r"did you mean max_num_batched_tokens"):
+        check_engine_args(spec)
+    check_engine_args(make_spec(tmp_path))  # valid names pass
