@@ -102,3 +102,19 @@ def throughput_value(metrics: Mapping[str, Any], metric: str) -> float:
     if metric == "request_goodput" and "slo_attainment" in metrics:
         return float(metrics["request_throughput"]) * float(metrics["slo_attainment"])
     raise KeyError(f"metric {metric!r} missing from the benchmark result (keys: {sorted(metrics)[:12]} ...)")
+
+
+class FixedRateObjective(Objective):
+    """An objective measured once per config at the spec's single ``rate``; subclasses score the result."""
+
+    def run(self, batch: list[PendingTrial], evaluator: Evaluator) -> list[TrialResult]:
+        rate = float(self.spec.rate)  # type: ignore[arg-type]
+        todo = [(p, (rate,)) for p in batch if rate not in p.measurements]
+        if todo:
+            self.measure(todo, evaluator)
+        return [self._result(p, rate) for p in batch]
+
+    @abstractmethod
+    def _result(self, p: PendingTrial, rate: float) -> TrialResult:
+        """Score one measured (or failed) config."""
+

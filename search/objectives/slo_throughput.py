@@ -4,23 +4,15 @@ from __future__ import annotations
 
 from optuna.trial import TrialState
 
-from search.evaluator import Evaluator
-from search.objectives.base import Objective, PendingTrial, TrialResult, throughput_value
+from search.objectives.base import FixedRateObjective, PendingTrial, TrialResult, throughput_value
 
 
-class SloThroughput(Objective):
+class SloThroughput(FixedRateObjective):
     """One measurement per config at `rate`; the SLO is an Optuna constraint, not a penalty."""
 
     @property
     def metric_names(self) -> tuple[str, ...]:  # type: ignore[override]
         return (self.spec.metric,)
-
-    def run(self, batch: list[PendingTrial], evaluator: Evaluator) -> list[TrialResult]:
-        rate = float(self.spec.rate)  # type: ignore[arg-type]
-        todo = [(p, (rate,)) for p in batch if rate not in p.measurements]
-        if todo:
-            self.measure(todo, evaluator)
-        return [self._result(p, rate) for p in batch]
 
     def _result(self, p: PendingTrial, rate: float) -> TrialResult:
         if p.error is not None:
