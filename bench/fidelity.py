@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-prompts", type=int, default=500)
     p.add_argument("--sharegpt-rates", default="2,4,6,8,10,12,inf", help="ShareGPT rates of the capture")
     p.add_argument("--sharegpt-prompts", type=int, default=300, help="ShareGPT prompts per capture rate")
+    p.add_argument("--cells-per-start", type=int, default=2,
+                   help="alternate real/emulated every K cells (less drift between the two sides)")
     p.add_argument("--profile", default=None, help="use this pack instead of capturing one")
     p.add_argument("--quick-capture", action="store_true", help="capture with --quick (reduced run)")
     args, vllm_args = p.parse_known_args(argv)
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (val / "errors.md").is_file():
         times["validate_s"] = _run([*cli, "validate", "--profile", str(pack), "--model", args.model,
                                     "--rates", args.rates, "--burstiness", args.burstiness,
-                                    "--num-prompts", str(args.num_prompts), "--out", str(val), *vllm_args])
+                                    "--num-prompts", str(args.num_prompts), "--out", str(val),
+                                    "--cells-per-start", str(args.cells_per_start), *vllm_args])
     print((val / "errors.md").read_text())
     print("wall times:", {k: f"{v:.0f} s" for k, v in times.items()})
     return 0

@@ -44,6 +44,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--only", choices=("real", "emulated"), default=None,
                         help="run one side only (results are appended; rerun the other side later)")
+    parser.add_argument("--cells-per-start", type=int, default=0,
+                        help="alternate sides every K cells (restarting the servers) so real and emulated runs of a "
+                             "cell are close in time on a shared machine; 0 = all cells per side (default)")
     parser.add_argument("--emu-trace", action="store_true",
                         help="emulated side: write one JSON line per engine step to OUT/emulated-steps.jsonl "
                              "(diagnostics; adds a little work per step)")
@@ -161,10 +164,13 @@ def main(args: argparse.Namespace) -> int:
         raise EmuError("no cells: give --rates and --burstiness")
     (out / "validate.json").write_text(json.dumps({"argv": sys.argv, "pinning": pin.describe()}, indent=2))
     t0 = time.monotonic()
-    for kind in (KIND_REAL, KIND_EMU):
-        if args.only and args.only != kind:
-            continue
-        run_side(kind, args, pin, out, cells)
+    per_start = int(getattr(args, "cells_per_start", 0) or 0) or len(cells)
+    for i in range(0, len(cells), per_start):
+        group = cells[i:i + per_start]
+        for kind in (KIND_REAL, KIND_EMU):
+            if args.only and args.only != kind:
+                continue
+            run_side(kind, args, pin, out, group)
     cmd = "llm-emu validate " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else [])
     text = report(out, f"llm-emu validate: {args.model}, {args.dataset}, {args.num_prompts} prompts/cell", cmd)
     print(text)
