@@ -37,6 +37,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sharegpt-prompts", type=int, default=400, help="prompts per ShareGPT rate (full capture)")
     parser.add_argument("--sharegpt-rates", default="2,4,6,8,10,12,inf", help="ShareGPT request rates (full capture)")
     ServerPinning.add_cli_args(parser)
+    parser.add_argument("--min-cpu-share", type=float, default=0.8,
+                        help="vLLM-CPU: drop steps whose worker thread got less than this share of the wall time "
+                             "on its core (another process took the device core; 0 keeps all; default %(default)s)")
     parser.add_argument("--keep-raw", action="store_true", help="keep the worker's raw JSON-lines files in OUT/raw")
 
 
@@ -63,13 +66,34 @@ def build_meta(info: dict[str, Any], model: str, model_config: dict[str, Any], m
     )
 
 
-def write_pack(raw: Path, out: Path, model: str, model_config: dict[str, Any], method: str) -> ProfilePack:
+def drop_contended(steps: Any, min_cpu_share: float) -> tuple[Any, int]:
+    """Drop sync CPU steps whose thread CPU time is below ``min_cpu_share`` of their wall latency.
+
+    On vLLM-CPU with one OpenMP thread the forward pass runs on the worker's thread, so CPU time ~ wall time
+    unless another process shared the device core; such steps measure the machine, not the device.
+    """
+    if min_cpu_share <= 0 or "cpu_us" not in steps.columns:
+        return steps, 0
+    share = steps["cpu_us"] / steps["latency_us"].clip(lower=1e-9)
+    bad = steps["cpu_us"].notna() & (share < min_cpu_share)
+    return steps[~bad], int(bad.sum())
+
+
+def write_pack(raw: Path, out: Path, model: str, model_config: dict[str, Any], method: str,
+               min_cpu_share: float = 0.0) -> ProfilePack:
     """Turn a capture directory (the worker's JSON lines) into a pack."""
     steps = read_steps(raw)
     if steps.empty:
         raise EmuError(f"no engine steps were recorded in {raw}; see the server log")
+    info = read_worker_info(raw)
+    if info.get("device", {}).get("kind") == "cpu":
+        steps, dropped = drop_contended(steps, min_cpu_share)
+        if dropped:
+            method += f"; dropped {dropped} steps with cpu share < {min_cpu_share:g} (device core contended)"
+        if steps.empty:
+            raise EmuError(f"every step in {raw} was contended; lower --min-cpu-share or free the machine")
     requests = read_requests(raw)
-    meta = build_meta(read_worker_info(raw), model, model_config, method)
+    meta = build_meta(info, model, model_config, method)
     pack = ProfilePack(meta=meta, steps=steps[list(STEP_COLUMNS)].reset_index(drop=True),
                        requests=requests if not requests.empty else None)
     save_pack(pack, out)
@@ -130,8 +154,10 @@ def main(args: argparse.Namespace) -> int:
         runs = run_plan(server, args.model, plan, out / "bench")
     method = ("llm-emu profile" + (" --quick" if args.quick else "") + f" ({len(plan)} benchmark runs: random "
               "prefill/decode/long-context/mixed + ShareGPT); vllm flags: " + shlex.join(user) + pin.describe())
-    pack = write_pack(raw, out, args.model, load_model_config(args.model), method)
-    summary = {"pinning": {str(k): v for k, v in roles.items()}, "seconds_total": time.monotonic() - t_start,
+    pack = write_pack(raw, out, args.model, load_model_config(args.model), method, args.min_cpu_share)
+    recorded = len(read_steps(raw))
+    summary = {"recorded_steps": recorded, "dropped_contended_steps": recorded - len(pack.steps),
+               "pinning": {str(k): v for k, v in roles.items()}, "seconds_total": time.monotonic() - t_start,
                "startup_s": server.startup_s, "runs": runs,
                "num_steps": len(pack.steps), "num_requests": 0 if pack.requests is None else len(pack.requests)}
     (out / "capture.json").write_text(json.dumps(summary, indent=2))

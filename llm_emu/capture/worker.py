@@ -88,12 +88,12 @@ class StepRecorder:
                 self._sampled[req_id] = self._sampled.get(req_id, 0) + 1
         return scheduled
 
-    def record(self, scheduler_output: Any, latency_s: float, mode: str) -> None:
+    def record(self, scheduler_output: Any, latency_s: float, mode: str, **extra: Any) -> None:
         """Record one step with tokens (call once per SchedulerOutput with total_num_scheduled_tokens > 0)."""
         scheduled = self.update(scheduler_output)
         features = step_features(scheduled)
         self.num_steps += 1
-        self.steps.write(step_record(features, latency_s, t=round(time.time(), 6), mode=mode))
+        self.steps.write(step_record(features, latency_s, t=round(time.time(), 6), mode=mode, **extra))
 
     def close(self) -> None:
         self.steps.close()
@@ -146,6 +146,7 @@ class RecordingMixin:
     _recorder: StepRecorder | None
     _pending: tuple[Any, float] | None
     _kv_bytes: int | None
+    _cpu0: float = 0.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -227,6 +228,7 @@ class RecordingMixin:
     # ---- stepping ------------------------------------------------------------------------------------
     def execute_model(self, scheduler_output: Any, *args: Any, **kwargs: Any) -> Any:
         launched = time.perf_counter()
+        self._cpu0 = time.thread_time()
         out = super().execute_model(scheduler_output, *args, **kwargs)  # type: ignore[misc]
         rec = self._recorder
         if rec is None:
@@ -252,8 +254,11 @@ class RecordingMixin:
         if isinstance(out, AsyncModelRunnerOutput):
             return _ReadyTimed(out, self, scheduler_output, launched)
         done = time.perf_counter()
+        # CPU time of this thread over the step: on vLLM-CPU (one OpenMP thread) the forward pass's own compute;
+        # wall >> cpu means another process took the device core (see capture.cli --min-cpu-share).
+        cpu = time.thread_time() - self._cpu0
         rec.prev_ready = done
-        rec.record(scheduler_output, done - launched, "sync")
+        rec.record(scheduler_output, done - launched, "sync", cpu_us=round(cpu * 1e6, 1))
         return out
 
     def shutdown(self) -> None:

@@ -27,7 +27,8 @@ def test_capture_then_validate(tmp_path: Path) -> None:
 
     pack_dir = tmp_path / "pack"
     args = argparse.Namespace(model="tiny-llama", out=str(pack_dir), quick=True, sharegpt_prompts=0,
-                              sharegpt_rates="", cpu_pinning=None, device_cpus=None, keep_raw=False, vllm_args=[])
+                              sharegpt_rates="", cpu_pinning=None, device_cpus=None, keep_raw=False,
+                              min_cpu_share=0.8, executor="inproc", vllm_args=[])
     assert capture_cli.main(args) == 0
     pack = load_pack(pack_dir)
     assert pack.meta.provenance.kind == "measured"
@@ -39,7 +40,7 @@ def test_capture_then_validate(tmp_path: Path) -> None:
     out = tmp_path / "val"
     vargs = argparse.Namespace(profile=str(pack_dir), model="tiny-llama", rates="2,4", burstiness="1",
                                num_prompts=60, dataset="sharegpt", seed=0, emu_seed=0, out=str(out), only=None,
-                               cpu_pinning=None, device_cpus=None, vllm_args=[])
+                               cpu_pinning=None, device_cpus=None, executor="inproc", vllm_args=[])
     assert validate_cli.main(vargs) == 0
     errors = pd.read_parquet(out / "errors.parquet")
     assert len(errors) == 2 * 9

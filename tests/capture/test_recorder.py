@@ -128,3 +128,14 @@ def test_plan_covers_the_batch_space() -> None:
     assert len(rates) >= 3
     quick = capture_plan(2048, 128, 4096, quick=True)
     assert len(quick) < len(plan)
+
+
+def test_contended_steps_are_dropped() -> None:
+    import pandas as pd
+
+    from llm_emu.capture.cli import drop_contended
+
+    steps = pd.DataFrame({"latency_us": [1000.0, 1000.0, 1000.0], "cpu_us": [990.0, 500.0, None]})
+    kept, dropped = drop_contended(steps, 0.8)
+    assert dropped == 1 and list(kept["cpu_us"].fillna(-1)) == [990.0, -1]
+    assert drop_contended(steps, 0.0)[1] == 0
