@@ -5,7 +5,8 @@ Bounds are deliberately loose (the fidelity goals are measured by bench/fidelity
 60 prompts per cell, a profile from ~1 minute of load, a 2-core machine that other jobs may share. Mean TPOT
 is the steadiest metric (an average over thousands of decode steps), so |err| <= 40 % catches a broken
 capture or replay (wrong engine settings, latency units, missing steps: errors of 2x and more) without flaking
-on noise (a CI run on a shared machine measured +27.7 % at 2 req/s, so 25 % was too tight); output throughput at a rate below saturation is set by the offered load, so it must be within 10 %.
+on noise (a CI run on a shared machine measured +27.7 % at 2 req/s, so 25 % was too tight); output
+throughput at a rate below saturation is set by the offered load, so it must be within 10 %.
 """
 
 from __future__ import annotations
