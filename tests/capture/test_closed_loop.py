@@ -41,6 +41,7 @@ def test_capture_then_validate(tmp_path: Path) -> None:
     out = tmp_path / "val"
     vargs = argparse.Namespace(profile=str(pack_dir), model="tiny-llama", rates="2,4", burstiness="1",
                                num_prompts=60, dataset="sharegpt", seed=0, emu_seed=0, out=str(out), only=None,
+                               cells_per_start=1,
                                cpu_pinning=None, device_cpus=None, executor="inproc", vllm_args=[])
     assert validate_cli.main(vargs) == 0
     errors = pd.read_parquet(out / "errors.parquet")
