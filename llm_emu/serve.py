@@ -72,7 +72,8 @@ def build_command(args: argparse.Namespace, pack: ProfilePack) -> list[str]:
         raise EmuError("--additional-config is used by llm-emu to reach its worker; remove it")
     compat.check_flags(user)
     settings = EmuSettings(profile=args.profile, oracle=args.oracle, seed=args.seed,
-                           trace=os.path.abspath(args.trace) if args.trace else None)
+                           trace=os.path.abspath(args.trace) if args.trace else None,
+                           clock=getattr(args, "clock", "wall"))
     return [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         *resolve_model(args.model).server_flags(),

@@ -1,7 +1,8 @@
 """Clocks and the device timeline on which emulated steps are booked.
 
 The clock is a replaceable component: ``WallClock`` sleeps for real (the server is driven by real clients);
-a virtual clock can implement the same two methods later.
+``VirtualClock`` never sleeps: waiting for a step moves its time forward (llm_emu.virtual drives vLLM's engine
+in-process on it).
 """
 
 from __future__ import annotations
@@ -34,6 +35,29 @@ class WallClock:
         delay = t - time.monotonic()
         if delay > 0:
             time.sleep(delay)
+
+
+class VirtualClock:
+    """Simulated time (seconds from 0): ``sleep_until`` moves time forward instead of waiting.
+
+    Single-threaded by design: the virtual-time driver runs vLLM's engine loop, the emulated worker and the
+    clock on one thread, so every result depends on the inputs and seeds only, never on host load.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._t = float(start)
+
+    def now(self) -> float:
+        return self._t
+
+    def sleep_until(self, t: float) -> None:
+        if t > self._t:
+            self._t = float(t)
+
+    def advance(self, dt: float) -> None:
+        """Move time forward by ``dt`` seconds (host work that does not overlap the device)."""
+        if dt > 0:
+            self._t += float(dt)
 
 
 @dataclass(frozen=True)

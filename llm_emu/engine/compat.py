@@ -67,3 +67,152 @@ def check_flags(vllm_args: list[str]) -> None:
             if value == "1":
                 continue
         raise UnsupportedFeatureError(f"{flag}: {reason}; remove the flag")
+
+
+# ---- virtual time: vLLM's benchmark client and OpenAI front end, used in-process (llm_emu.virtual) ----------
+def apply_client_arg_defaults(args: Any) -> None:
+    """The argument mapping `vllm bench serve` applies before sampling (vllm/benchmarks/serve.py main_async)."""
+    from llm_emu.errors import WorkloadError
+
+    if getattr(args, "ramp_up_strategy", None) is not None:
+        raise WorkloadError("virtual time does not support --ramp-up-strategy yet; use a fixed --request-rate")
+    if args.dataset_name == "timed_trace":
+        raise WorkloadError("virtual time does not support the timed_trace dataset yet; use wall-clock mode")
+    if getattr(args, "input_len", None) is not None:
+        args.random_input_len = args.input_len
+    if getattr(args, "output_len", None) is not None:
+        for name in ("random_output_len", "sharegpt_output_len", "custom_output_len", "hf_output_len",
+                     "spec_bench_output_len", "prefix_repetition_output_len"):
+            setattr(args, name, args.output_len)
+    if args.dataset_name in ("random", "random-mm"):
+        args.ignore_eos = True  # the client's default for random datasets on OpenAI-compatible backends
+    args.self_timed = False
+
+
+def client_tokenizer(args: Any) -> Any:
+    """The tokenizer the benchmark client samples prompts with."""
+    from vllm.tokenizers import get_tokenizer
+
+    return get_tokenizer(args.tokenizer or args.model, tokenizer_mode=args.tokenizer_mode,
+                         trust_remote_code=args.trust_remote_code)
+
+
+def sample_client_requests(args: Any, tokenizer: Any) -> list[Any]:
+    """vLLM's own dataset sampling for the benchmark client."""
+    from vllm.benchmarks.datasets import get_samples
+
+    return list(get_samples(args, tokenizer))
+
+
+def client_goodput(args: Any) -> dict[str, float]:
+    """vLLM's parsed --goodput config (metric -> ms)."""
+    from vllm.benchmarks.serve import check_goodput_args
+
+    return dict(check_goodput_args(args) or {})
+
+
+def client_extra_body(args: Any) -> dict[str, Any]:
+    """Sampling parameters the client adds to every request body (vllm bench serve main_async)."""
+    names = ("top_p", "top_k", "min_p", "temperature", "frequency_penalty", "presence_penalty", "repetition_penalty")
+    params = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    return {**params, **(getattr(args, "extra_body", None) or {})}
+
+
+def completion_payload(args: Any, request: Any) -> dict[str, Any]:
+    """The JSON body vLLM's client posts to /v1/completions for one sampled request."""
+    payload: dict[str, Any] = {
+        "model": args.served_model_name or args.model,
+        "prompt": request.prompt,
+        "repetition_penalty": 1.0,
+        "max_tokens": request.expected_output_len or 0,
+        "logprobs": args.logprobs,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if args.ignore_eos:
+        payload["ignore_eos"] = True
+    payload.update(client_extra_body(args))
+    payload.update(getattr(request, "request_overrides", None) or {})
+    return payload
+
+
+def render_completion(engine: Any, payload: dict[str, Any]) -> tuple[Any, Any]:
+    """What vLLM's OpenAI server makes of a completion body: (engine input with token ids, SamplingParams)."""
+    from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+    from vllm.entrypoints.serve.utils.api_utils import get_max_tokens
+    from vllm.renderers.inputs.preprocess import extract_prompt_len
+
+    request = CompletionRequest(**payload)
+    model_config = engine.model_config
+    engine_input = engine.renderer.render_cmpl([{"prompt": request.prompt}],
+                                               request.build_tok_params(model_config))[0]
+    defaults = model_config.get_diff_sampling_param()
+    max_tokens = get_max_tokens(model_config.max_model_len, request.max_tokens,
+                                extract_prompt_len(model_config, engine_input), defaults, None,
+                                truncate_prompt_tokens=request.truncate_prompt_tokens)
+    return engine_input, request.to_sampling_params(max_tokens, defaults)
+
+
+def benchmark_result(requests: list[Any], outputs: list[Any], duration_s: float, tokenizer: Any,
+                     args: Any, goodput: dict[str, float]) -> dict[str, Any]:
+    """The result dict of `vllm bench serve` from per-request outputs, through vLLM's own calculate_metrics."""
+    from vllm.benchmarks.serve import calculate_metrics
+
+    percentiles = [float(p) for p in args.metric_percentiles.split(",")]
+    metrics, output_lens = calculate_metrics(input_requests=requests, outputs=outputs, dur_s=duration_s,
+                                             tokenizer=tokenizer, selected_percentiles=percentiles,
+                                             goodput_config_dict=goodput)
+    result: dict[str, Any] = {
+        "duration": duration_s, "completed": metrics.completed, "failed": metrics.failed,
+        "total_input_tokens": metrics.total_input, "total_output_tokens": metrics.total_output,
+        "request_throughput": metrics.request_throughput,
+        "request_goodput": metrics.request_goodput if goodput else None,
+        "output_throughput": metrics.output_throughput, "total_token_throughput": metrics.total_token_throughput,
+        "input_lens": [o.prompt_len for o in outputs], "output_lens": output_lens,
+        "ttfts": [o.ttft for o in outputs], "itls": [o.itl for o in outputs],
+        "latencies": [o.latency for o in outputs], "start_times": [o.start_time for o in outputs],
+        "queue_times": [o.client_queue_time for o in outputs], "errors": [o.error for o in outputs],
+        "max_output_tokens_per_s": metrics.max_output_tokens_per_s,
+        "max_concurrent_requests": metrics.max_concurrent_requests, "rtfx": metrics.rtfx,
+    }
+    selected = (args.percentile_metrics or "ttft,tpot,itl").split(",")
+    # vLLM's client also reports client_queue_time metrics when they are selected; llm-emu never selects them.
+    for name in ("ttft", "tpot", "itl", "e2el"):
+        if name not in selected:
+            continue
+        result[f"mean_{name}_ms"] = getattr(metrics, f"mean_{name}_ms")
+        result[f"median_{name}_ms"] = getattr(metrics, f"median_{name}_ms")
+        result[f"std_{name}_ms"] = getattr(metrics, f"std_{name}_ms")
+        for p, value in getattr(metrics, f"percentiles_{name}_ms"):
+            result[f"p{int(p) if int(p) == p else p}_{name}_ms"] = value
+    return result
+
+
+def make_inproc_engine(engine_args: Any) -> Any:
+    """vLLM's ``LLMEngine`` with the EngineCore in this process (no ZMQ, no child process)."""
+    import os
+
+    from vllm.v1.engine.llm_engine import LLMEngine
+
+    # LLMEngine reads this when it is built; the virtual-time runner process is ours alone.
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    return LLMEngine.from_engine_args(engine_args, enable_multiprocessing=False)
+
+
+def engine_args_from_serve_flags(flags: list[str]) -> Any:
+    """Parse `vllm serve` flags with vLLM's own server parser into EngineArgs (frontend-only flags ignored)."""
+    from vllm.engine.arg_utils import EngineArgs
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = make_arg_parser(FlexibleArgumentParser(prog="llm-emu virtual"))
+    engine_args = EngineArgs.from_cli_args(parser.parse_args(flags))
+    engine_args.disable_log_stats = True
+    return engine_args
+
+
+def request_func_output() -> Any:
+    """An empty ``RequestFuncOutput`` of vLLM's benchmark client (what one streamed request records)."""
+    from vllm.benchmarks.lib.endpoint_request_func import RequestFuncOutput
+
+    return RequestFuncOutput()

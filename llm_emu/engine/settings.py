@@ -25,6 +25,9 @@ class EmuSettings:
     """Seed of latency draws and synthetic tokens."""
     trace: str | None = None
     """JSON-lines file to append one record per step to (None: no trace)."""
+    clock: str = "wall"
+    """"wall": steps take real time (a server driven by real clients); "virtual": steps advance a simulated
+    clock and nothing sleeps (only valid in-process under ``llm_emu.virtual``)."""
 
     def to_additional_config(self) -> str:
         """The JSON for ``--additional-config``."""

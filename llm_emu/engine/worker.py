@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from vllm.v1.worker.worker_base import CompilationTimes, WorkerBase
 
 from llm_emu.engine import compat
 from llm_emu.engine.batch import BatchTracker, RequestState, StepBatch, step_features
-from llm_emu.engine.clock import Booking, Clock, DeviceTimeline, WallClock
+from llm_emu.engine.clock import Booking, Clock, DeviceTimeline, VirtualClock, WallClock
 from llm_emu.engine.settings import EmuSettings
 from llm_emu.engine.tokens import OutputLengthModel, logprob_rows, token_pool, tokenizer_limits
 from llm_emu.oracle import create_oracle
@@ -69,7 +70,9 @@ class EmuWorker(WorkerBase):
                  is_driver_worker: bool = False, **_: Any) -> None:
         super().__init__(vllm_config, local_rank, rank, distributed_init_method, is_driver_worker)
         self.settings = EmuSettings.from_vllm_config(vllm_config)
-        self.clock: Clock = WallClock()
+        self.clock: Clock = VirtualClock() if self.settings.clock == "virtual" else WallClock()
+        self.host_cost: Callable[[StepFeatures], float] | None = None
+        """Virtual clock only: engine CPU time charged before each step is launched (see llm_emu.virtual.host)."""
         self.timeline = DeviceTimeline(self.clock)
         self.tracker = BatchTracker()
         self.trace = StepTrace(self.settings.trace)
@@ -108,6 +111,15 @@ class EmuWorker(WorkerBase):
 
     def shutdown(self) -> None:
         self.trace.close()
+
+    # ---- virtual time (called in-process through vLLM's collective_rpc) -----------------------------------
+    def emu_virtual_clock(self) -> Clock:
+        """The worker's clock; the in-process virtual-time driver reads and advances it."""
+        return self.clock
+
+    def emu_set_host_cost(self, cost: Callable[[StepFeatures], float] | None) -> None:
+        """Install the per-step host-time model of the virtual clock (None: host time is free)."""
+        self.host_cost = cost
 
     # ---- KV cache --------------------------------------------------------------------------------------
     def get_kv_cache_spec(self) -> dict[str, Any]:
@@ -154,6 +166,9 @@ class EmuWorker(WorkerBase):
         batch = self.tracker.update(scheduler_output, self._new_state)
         features = step_features(batch)
         latency = self.oracle.sample(features)
+        if self.host_cost is not None:  # virtual clock: the engine thread was busy before it could launch
+            self.clock.advance(self.host_cost(features))  # type: ignore[attr-defined]
+            launched = self.clock.now()
         booking = self.timeline.book(latency, launched)
         output = self._make_output(batch)
         self._step += 1

@@ -1,0 +1,84 @@
+"""The host term of virtual time: CPU work of vLLM's own processes that does not overlap the device.
+
+In wall-clock mode the emulated device sleeps while vLLM's real processes work on real cores; virtual time has
+no host, so it charges a model of that work instead (deterministic, independent of machine load):
+
+* ``step_*``: the EngineCore thread's CPU time per engine step before the step can be launched (scheduling,
+  building the batch, processing the previous output). Charged on the virtual clock before the step is booked
+  on the device timeline, so with async scheduling it only shows when the host is slower than the device
+  (the device is still busy with the previous step), and with sync scheduling it adds to every step.
+* ``request_in_*``: from the client sending a request to the request entering the scheduler (HTTP, prompt
+  tokenisation in the API server, IPC to the EngineCore).
+* ``output_s``: from the engine producing a token to the client receiving its chunk (IPC, detokenisation,
+  SSE framing and client parsing). Shifts TTFT and E2E latency; inter-token gaps are unchanged.
+
+The defaults are zero (pure device time). Measured values for a machine come from ``bench/host_model.py``, which
+fits them from wall-clock runs of the emulator with step and request traces.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from llm_emu.errors import EmuError
+from llm_emu.profile.features import StepFeatures
+
+
+@dataclass(frozen=True)
+class HostModel:
+    """Host time charged by the virtual clock, in seconds."""
+
+    step_base_s: float = 0.0
+    """EngineCore CPU per step, fixed part."""
+    step_per_req_s: float = 0.0
+    """EngineCore CPU per scheduled request in the step."""
+    step_per_token_s: float = 0.0
+    """EngineCore CPU per scheduled token in the step."""
+    request_in_s: float = 0.0
+    """Client send to scheduler, fixed part."""
+    request_in_per_token_s: float = 0.0
+    """Client send to scheduler, per prompt token (tokenisation)."""
+    output_s: float = 0.0
+    """Engine output to client receive."""
+    source: str = "none"
+    """Where the numbers come from (machine, date, command), shown in results."""
+
+    def step_cost(self, features: StepFeatures) -> float:
+        """Host seconds charged before a step with these features is launched."""
+        return (self.step_base_s + self.step_per_req_s * features.num_reqs
+                + self.step_per_token_s * features.num_scheduled_tokens)
+
+    def request_in(self, prompt_len: int) -> float:
+        """Seconds from the client sending a request of ``prompt_len`` tokens to the scheduler seeing it."""
+        return self.request_in_s + self.request_in_per_token_s * prompt_len
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "host model") -> HostModel:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise EmuError(f"{where}: unknown field(s) {unknown}; valid fields are {sorted(known)}")
+        model = cls(**data)
+        bad = [f.name for f in fields(cls) if f.name != "source" and not getattr(model, f.name) >= 0]
+        if bad:
+            raise EmuError(f"{where}: {bad} must be >= 0 seconds")
+        return model
+
+    @classmethod
+    def load(cls, path: str | Path) -> HostModel:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise EmuError(f"host model {path}: cannot read it ({exc}); pass a JSON file made by "
+                           "bench/host_model.py or 'none'") from None
+        return cls.from_dict(data, str(path))
+
+
+#: Pure device time: every host term zero.
+NO_HOST = HostModel()

@@ -1,0 +1,152 @@
+"""The virtual-time event loop: vLLM's engine stepped on a virtual clock, requests injected at their times.
+
+What a wall-clock run does with real processes, this loop does on one thread:
+
+* the client sends request i at ``t0 + offset_i`` (or, with a concurrency limit, when a slot frees, as
+  ``asyncio.Semaphore`` in vLLM's client would let it), and it reaches the scheduler ``request_in`` later;
+* vLLM's ``LLMEngine.step()`` schedules, "executes" (the emulated worker books the step on the device timeline
+  of the virtual clock; waiting for its output moves the clock to the step's end) and processes outputs with
+  vLLM's own output processor;
+* every ``RequestOutput`` is one streamed chunk, received by the client ``output_s`` after the step that made
+  it; the client's records (TTFT, inter-chunk gaps, latency, output tokens) are kept exactly as vLLM's client
+  keeps them, so vLLM's ``calculate_metrics`` turns them into the usual metrics.
+
+When nothing is in the engine, the clock jumps to the next event. Nothing depends on wall time.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_emu.engine import compat
+from llm_emu.engine.clock import VirtualClock
+from llm_emu.errors import EmuError
+from llm_emu.virtual.host import HostModel
+from llm_emu.virtual.workload import ClientRun
+
+#: Engine steps in a row without any progress (no output, no clock movement) before the loop gives up.
+MAX_IDLE_STEPS = 1000
+
+
+@dataclass
+class _Stream:
+    """One request as the client sees it."""
+
+    output: Any
+    """vLLM's RequestFuncOutput being filled."""
+    sent: float = 0.0
+    last: float = 0.0
+    received: bool = False
+
+
+@dataclass
+class _State:
+    clock: VirtualClock
+    t0: float
+    streams: dict[str, _Stream] = field(default_factory=dict)
+    to_engine: list[tuple[float, int, str, Any, Any]] = field(default_factory=list)
+    """Heap of (time the scheduler sees it, index, request id, engine input, sampling params)."""
+    done: int = 0
+    end: float = 0.0
+
+
+class VirtualLoop:
+    """Runs one benchmark run (a ``ClientRun``) through an in-process ``LLMEngine`` on a ``VirtualClock``."""
+
+    def __init__(self, engine: Any, clock: VirtualClock, host: HostModel, run_id: str) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.host = host
+        self.run_id = run_id
+
+    # ---- public ------------------------------------------------------------------------------------------
+    def warm_up(self, run: ClientRun) -> None:
+        """The client's initial single-prompt test run (it fills the prefix cache like in wall mode)."""
+        state = _State(clock=self.clock, t0=self.clock.now())
+        self._send(state, run, 0, "warmup", self.clock.now())
+        self._drive(state, deque(), total=1, limit=None, run=None)
+        self.clock.sleep_until(state.end)  # the client reads the whole stream before it starts the run
+
+    def run(self, run: ClientRun) -> tuple[list[Any], float]:
+        """Send every request at its time; return vLLM's per-request outputs and the run's duration (s)."""
+        state = _State(clock=self.clock, t0=self.clock.now())
+        arrivals = deque((state.t0 + off, i) for i, off in enumerate(run.offsets_s))
+        limit = run.args.max_concurrency
+        self._drive(state, arrivals, total=len(run.requests), limit=limit, run=run)
+        self.clock.sleep_until(state.end)
+        outputs = [state.streams[self._rid(i)].output for i in range(len(run.requests))]
+        return outputs, state.end - state.t0
+
+    # ---- internals ---------------------------------------------------------------------------------------
+    def _rid(self, i: int | str) -> str:
+        return f"{self.run_id}-{i}"
+
+    def _send(self, state: _State, run: ClientRun, i: int, key: int | str, at: float) -> None:
+        request = run.requests[i]
+        engine_input, params = compat.render_completion(self.engine, compat.completion_payload(run.args, request))
+        out = compat.request_func_output()
+        out.prompt_len = request.prompt_len
+        out.start_time = at - state.t0
+        rid = self._rid(key)
+        state.streams[rid] = _Stream(output=out, sent=at, last=at)
+        seen = at + self.host.request_in(len(engine_input.get("prompt_token_ids") or ()))
+        heapq.heappush(state.to_engine, (seen, len(state.streams), rid, engine_input, params))
+
+    def _drive(self, state: _State, arrivals: deque[tuple[float, int]], total: int, limit: int | None,
+               run: ClientRun | None) -> None:
+        # The client's semaphore: when each of its `limit` slots is free next (a request takes the earliest).
+        slots = [state.t0] * (limit or 0)
+        idle = 0
+        while state.done < total:
+            now = self.clock.now()
+            while arrivals and arrivals[0][0] <= now and (slots or not limit):
+                dispatched, i = arrivals.popleft()
+                assert run is not None
+                sent = max(dispatched, heapq.heappop(slots)) if limit else dispatched
+                self._send(state, run, i, i, sent)
+                state.streams[self._rid(i)].output.client_queue_time = sent - dispatched
+            while state.to_engine and state.to_engine[0][0] <= now:
+                _, _, rid, engine_input, params = heapq.heappop(state.to_engine)
+                self.engine.add_request(rid, engine_input, params)
+            if not self.engine.has_unfinished_requests():
+                times = [t for t in (state.to_engine[0][0] if state.to_engine else None,
+                                     arrivals[0][0] if arrivals and (slots or not limit) else None) if t is not None]
+                if not times:
+                    raise EmuError(f"virtual run stalled with {total - state.done} request(s) unfinished")
+                self.clock.sleep_until(min(times))
+                continue
+            before = (self.clock.now(), state.done)
+            for at in self._collect(state, self.engine.step()):
+                if limit:
+                    heapq.heappush(slots, at)
+            idle = idle + 1 if (self.clock.now(), state.done) == before else 0
+            if idle > MAX_IDLE_STEPS:
+                raise EmuError("virtual run made no progress for 1000 engine steps; "
+                               "a request may not fit the KV cache (lower --max-model-len or the prompt length)")
+
+    def _collect(self, state: _State, outputs: list[Any]) -> list[float]:
+        """Record one streamed chunk per RequestOutput; return the client-side end times of finished requests."""
+        at = self.clock.now() + self.host.output_s
+        finished: list[float] = []
+        for ro in outputs:
+            stream = state.streams[ro.request_id]
+            out = stream.output
+            completion = ro.outputs[0]
+            out.output_tokens += len(completion.token_ids)
+            out.generated_text += completion.text or ""
+            if not stream.received:
+                stream.received = True
+                out.ttft = at - stream.sent
+            else:
+                out.itl.append(at - stream.last)
+            stream.last = at
+            if ro.finished:
+                out.latency = at - stream.sent
+                out.success = True
+                state.done += 1
+                state.end = max(state.end, at)
+                finished.append(at)
+        return finished
