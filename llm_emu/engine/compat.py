@@ -89,12 +89,17 @@ def apply_client_arg_defaults(args: Any) -> None:
     args.self_timed = False
 
 
+_CLIENT_TOKENIZERS: dict[tuple[str, str, bool], Any] = {}
+
+
 def client_tokenizer(args: Any) -> Any:
-    """The tokenizer the benchmark client samples prompts with."""
+    """The tokenizer the benchmark client samples prompts with (loaded once per process)."""
     from vllm.tokenizers import get_tokenizer
 
-    return get_tokenizer(args.tokenizer or args.model, tokenizer_mode=args.tokenizer_mode,
-                         trust_remote_code=args.trust_remote_code)
+    key = (args.tokenizer or args.model, args.tokenizer_mode, bool(args.trust_remote_code))
+    if key not in _CLIENT_TOKENIZERS:
+        _CLIENT_TOKENIZERS[key] = get_tokenizer(key[0], tokenizer_mode=key[1], trust_remote_code=key[2])
+    return _CLIENT_TOKENIZERS[key]
 
 
 def sample_client_requests(args: Any, tokenizer: Any) -> list[Any]:
@@ -136,8 +141,13 @@ def completion_payload(args: Any, request: Any) -> dict[str, Any]:
     return payload
 
 
-def render_completion(engine: Any, payload: dict[str, Any]) -> tuple[Any, Any]:
-    """What vLLM's OpenAI server makes of a completion body: (engine input with token ids, SamplingParams)."""
+def render_completion(engine: Any, payload: dict[str, Any], defaults: dict[str, Any]) -> tuple[Any, Any]:
+    """What vLLM's OpenAI server makes of a completion body: (engine input with token ids, SamplingParams).
+
+    ``defaults`` is the server's ``model_config.get_diff_sampling_param()`` (computed once, like the server).
+    Detokenisation is skipped unless the request has stop strings: the client's metrics count chunks and the
+    usage's completion_tokens, never the text, and detokenising is a quarter of the virtual run's CPU time.
+    """
     from vllm.entrypoints.openai.completion.protocol import CompletionRequest
     from vllm.entrypoints.serve.utils.api_utils import get_max_tokens
     from vllm.renderers.inputs.preprocess import extract_prompt_len
@@ -146,23 +156,45 @@ def render_completion(engine: Any, payload: dict[str, Any]) -> tuple[Any, Any]:
     model_config = engine.model_config
     engine_input = engine.renderer.render_cmpl([{"prompt": request.prompt}],
                                                request.build_tok_params(model_config))[0]
-    defaults = model_config.get_diff_sampling_param()
     max_tokens = get_max_tokens(model_config.max_model_len, request.max_tokens,
                                 extract_prompt_len(model_config, engine_input), defaults, None,
                                 truncate_prompt_tokens=request.truncate_prompt_tokens)
-    return engine_input, request.to_sampling_params(max_tokens, defaults)
+    params = request.to_sampling_params(max_tokens, defaults)
+    if not params.stop:
+        params.detokenize = False
+    return engine_input, params
+
+
+def server_sampling_defaults(engine: Any) -> dict[str, Any]:
+    """The OpenAI server's default sampling parameters (from the model's generation config)."""
+    return dict(engine.model_config.get_diff_sampling_param() or {})
 
 
 def benchmark_result(requests: list[Any], outputs: list[Any], duration_s: float, tokenizer: Any,
                      args: Any, goodput: dict[str, float]) -> dict[str, Any]:
     """The result dict of `vllm bench serve` from per-request outputs, through vLLM's own calculate_metrics."""
+    import datetime
+
     from vllm.benchmarks.serve import calculate_metrics
 
     percentiles = [float(p) for p in args.metric_percentiles.split(",")]
+    setup: dict[str, Any] = {  # main_async's header fields, in its order
+        "date": datetime.datetime.now().strftime("%Y%m%d-%H%M%S"), "endpoint_type": args.backend,
+        "backend": args.backend, "label": args.label, "model_id": args.model,
+        "tokenizer_id": args.tokenizer if args.tokenizer is not None else args.model,
+        "num_prompts": args.num_prompts,
+    }
+    for item in args.metadata or ():
+        key, _, value = item.partition("=")
+        setup[key.strip()] = value.strip()
+    setup["request_rate"] = args.request_rate if args.request_rate < float("inf") else "inf"
+    setup["burstiness"] = args.burstiness
+    setup["max_concurrency"] = args.max_concurrency
     metrics, output_lens = calculate_metrics(input_requests=requests, outputs=outputs, dur_s=duration_s,
                                              tokenizer=tokenizer, selected_percentiles=percentiles,
                                              goodput_config_dict=goodput)
     result: dict[str, Any] = {
+        **setup,
         "duration": duration_s, "completed": metrics.completed, "failed": metrics.failed,
         "total_input_tokens": metrics.total_input, "total_output_tokens": metrics.total_output,
         "request_throughput": metrics.request_throughput,

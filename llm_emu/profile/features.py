@@ -6,7 +6,7 @@ a latency oracle is asked about and what a capture records.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,9 @@ class StepFeatures:
 
     def as_tuple(self) -> tuple[int, ...]:
         """Field values in declaration order (the parquet column order)."""
-        return astuple(self)
+        # Spelled out: dataclasses.astuple deep-copies and is called on every engine step.
+        return (self.num_prefill_tokens, self.num_prefill_reqs, self.num_decode_reqs, self.decode_context_tokens,
+                self.prefill_context_tokens)
 
 
 #: Parquet columns of a pack's steps table: the features, then the device latency in microseconds.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,16 +76,20 @@ class VirtualServer:
     def __init__(self, spec: VirtualSpec) -> None:
         _check_platform()
         self.spec = spec
+        started = time.perf_counter()
         self.engine = compat.make_inproc_engine(compat.engine_args_from_serve_flags(engine_flags(spec)))
         clock = self.engine.collective_rpc("emu_virtual_clock")[0]
         if not isinstance(clock, VirtualClock):
             raise EmuError("the emulated worker is not on a virtual clock; is the emulator's platform active?")
         self.clock = clock
         self.engine.collective_rpc("emu_set_host_cost", args=(spec.host.step_cost,))
+        self.build_wall_s = time.perf_counter() - started
+        """Wall seconds it took to build the engine."""
 
     def run(self, workload: Workload, *, goodput: dict[str, float] | None = None,
             client_args_extra: Sequence[str] = (), served_model: str | None = None) -> dict[str, Any]:
         """One benchmark run, as vLLM's client would report it (same keys, same definitions)."""
+        started = time.perf_counter()
         args = client_args(served_model or self.spec.model, workload, tokenizer_model=self.spec.model,
                            goodput=goodput, extra_args=client_args_extra)
         run = prepare_run(args)
@@ -94,7 +99,7 @@ class VirtualServer:
         result = compat.benchmark_result(run.requests, outputs, duration, compat.client_tokenizer(args), args,
                                          run.goodput)
         result["clock"] = "virtual"
-        result["virtual_end_s"] = self.clock.now()
+        result["virtual_wall_s"] = time.perf_counter() - started
         return result
 
     def reset_prefix_cache(self) -> None:

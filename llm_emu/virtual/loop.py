@@ -16,8 +16,10 @@ When nothing is in the engine, the clock jumps to the next event. Nothing depend
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,11 +58,24 @@ class _State:
 class VirtualLoop:
     """Runs one benchmark run (a ``ClientRun``) through an in-process ``LLMEngine`` on a ``VirtualClock``."""
 
-    def __init__(self, engine: Any, clock: VirtualClock, host: HostModel, run_id: str) -> None:
+    def __init__(self, engine: Any, clock: VirtualClock, host: HostModel, run_id: str,
+                 render: Callable[[dict[str, Any]], tuple[Any, Any]] | None = None) -> None:
+        """
+        Args:
+            engine: vLLM's in-process ``LLMEngine`` (add_request / step / has_unfinished_requests).
+            clock: the emulated worker's clock.
+            host: host time charged outside the engine steps.
+            run_id: prefix of request ids (unique per engine).
+            render: completion body -> (engine input, SamplingParams); default: what vLLM's server does.
+        """
         self.engine = engine
         self.clock = clock
         self.host = host
         self.run_id = run_id
+        if render is None:
+            defaults = compat.server_sampling_defaults(engine)
+            render = functools.partial(compat.render_completion, engine, defaults=defaults)
+        self._render = render
 
     # ---- public ------------------------------------------------------------------------------------------
     def warm_up(self, run: ClientRun) -> None:
@@ -86,7 +101,7 @@ class VirtualLoop:
 
     def _send(self, state: _State, run: ClientRun, i: int, key: int | str, at: float) -> None:
         request = run.requests[i]
-        engine_input, params = compat.render_completion(self.engine, compat.completion_payload(run.args, request))
+        engine_input, params = self._render(compat.completion_payload(run.args, request))
         out = compat.request_func_output()
         out.prompt_len = request.prompt_len
         out.start_time = at - state.t0

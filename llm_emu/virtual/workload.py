@@ -68,12 +68,29 @@ def arrival_offsets(n: int, request_rate: float, burstiness: float) -> list[floa
     return cumulative
 
 
+#: Sampled requests (and the RNG states right after sampling) by the client arguments that decide them:
+#: runs at several rates of one trial sample the same requests, and loading ShareGPT takes seconds.
+_SAMPLES: dict[str, tuple[list[Any], Any, Any]] = {}
+_RATE_KEYS = ("request_rate", "burstiness", "max_concurrency", "result_dir", "result_filename", "goodput")
+
+
+def _sample(args: Any) -> list[Any]:
+    key = repr(sorted((k, repr(v)) for k, v in vars(args).items() if k not in _RATE_KEYS))
+    hit = _SAMPLES.get(key)
+    if hit is None:
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        requests = compat.sample_client_requests(args, compat.client_tokenizer(args))
+        hit = _SAMPLES[key] = (requests, random.getstate(), np.random.get_state())
+    requests, py_state, np_state = hit
+    random.setstate(py_state)  # as if the client had just sampled them: arrival draws continue the stream
+    np.random.set_state(np_state)
+    return list(requests)
+
+
 def prepare_run(args: Any) -> ClientRun:
     """Seed like ``vllm bench serve``, sample its requests with its own dataset code, draw arrival offsets."""
     compat.apply_client_arg_defaults(args)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    tokenizer = compat.client_tokenizer(args)
-    requests = compat.sample_client_requests(args, tokenizer)
+    requests = _sample(args)
     offsets = arrival_offsets(len(requests), float(args.request_rate), float(args.burstiness))
     return ClientRun(args=args, requests=requests, offsets_s=offsets, goodput=compat.client_goodput(args))

@@ -74,3 +74,12 @@ def test_named_profiles() -> None:
         resolve_profile("aic:h900", LLAMA_8B)
     with pytest.raises(ProfileError, match="not key=value"):
         resolve_profile("formula:fast", LLAMA_8B)
+
+
+def test_features_as_tuple_follows_field_order() -> None:
+    from dataclasses import astuple
+
+    from llm_emu.profile.features import StepFeatures
+
+    f = StepFeatures(1, 2, 3, 4, 5)
+    assert f.as_tuple() == astuple(f)

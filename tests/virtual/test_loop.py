@@ -1,0 +1,98 @@
+"""The virtual event loop's client semantics, checked against a scripted engine with known step times."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from llm_emu.engine.clock import VirtualClock
+from llm_emu.virtual.host import HostModel
+from llm_emu.virtual.loop import VirtualLoop
+from llm_emu.virtual.workload import ClientRun
+
+STEP_S = 0.010
+
+
+@dataclass
+class ScriptedEngine:
+    """Every step takes STEP_S on the clock and gives each running request one token (prefill included)."""
+
+    clock: VirtualClock
+    running: dict[str, list[int]] = field(default_factory=dict)  # id -> [tokens left, tokens made]
+    max_running_seen: int = 0
+
+    def add_request(self, rid: str, engine_input: Any, params: Any) -> None:
+        self.running[rid] = [params.max_tokens, 0]
+        self.max_running_seen = max(self.max_running_seen, len(self.running))
+
+    def has_unfinished_requests(self) -> bool:
+        return bool(self.running)
+
+    def step(self) -> list[Any]:
+        self.clock.advance(STEP_S)
+        outs = []
+        for rid, state in list(self.running.items()):
+            state[0] -= 1
+            finished = state[0] == 0
+            outs.append(SimpleNamespace(request_id=rid, finished=finished,
+                                        outputs=[SimpleNamespace(token_ids=[7], text="x")]))
+            if finished:
+                del self.running[rid]
+        return outs
+
+
+def _render(payload: dict[str, Any]) -> tuple[Any, Any]:
+    return {"prompt_token_ids": [1] * 10}, SimpleNamespace(max_tokens=payload["max_tokens"])
+
+
+def _run(n: int, offsets: list[float], out_len: int, limit: int | None, host: HostModel) -> tuple[list, float, Any]:
+    clock = VirtualClock()
+    engine = ScriptedEngine(clock)
+    args = argparse.Namespace(served_model_name="m", model="m", logprobs=None, ignore_eos=True,
+                              max_concurrency=limit, top_p=None, top_k=None, min_p=None, temperature=None,
+                              frequency_penalty=None, presence_penalty=None, repetition_penalty=None,
+                              extra_body=None)
+    requests = [SimpleNamespace(prompt="p", prompt_len=10, expected_output_len=out_len) for _ in range(n)]
+    run = ClientRun(args=args, requests=requests, offsets_s=offsets, goodput={})
+    loop = VirtualLoop(engine, clock, host, "t", render=_render)
+    outputs, duration = loop.run(run)
+    return outputs, duration, engine
+
+
+def test_isolated_request_times() -> None:
+    host = HostModel(request_in_s=0.002, output_s=0.001)
+    outputs, duration, _ = _run(1, [0.5], out_len=4, limit=None, host=host)
+    (out,) = outputs
+    # sent at 0.5, seen by the scheduler at 0.502, first step ends 0.512, received 0.513
+    assert out.ttft == pytest.approx(0.002 + STEP_S + 0.001)
+    assert out.itl == pytest.approx([STEP_S] * 3)
+    assert out.latency == pytest.approx(0.002 + 4 * STEP_S + 0.001)
+    assert out.output_tokens == 4 and out.success
+    assert duration == pytest.approx(0.5 + out.latency)
+
+
+def test_concurrency_limit_queues_on_the_client() -> None:
+    outputs, _, engine = _run(5, [0.0] * 5, out_len=3, limit=2, host=HostModel())
+    assert engine.max_running_seen == 2
+    queue = [o.client_queue_time for o in outputs]
+    assert queue[:2] == [0.0, 0.0]
+    assert queue[2] == pytest.approx(3 * STEP_S)  # waits for the first two to finish
+    assert queue[4] == pytest.approx(6 * STEP_S)
+    assert all(o.ttft == pytest.approx(STEP_S) for o in outputs)  # TTFT excludes the client-side wait
+
+
+def test_requests_arriving_during_a_step_join_the_next() -> None:
+    outputs, _, _ = _run(2, [0.0, 0.004], out_len=3, limit=None, host=HostModel())
+    assert outputs[0].ttft == pytest.approx(STEP_S)
+    # arrives at 4 ms while step 1 runs; scheduled at 10 ms; first token at 20 ms
+    assert outputs[1].ttft == pytest.approx(2 * STEP_S - 0.004)
+
+
+def test_idle_gaps_are_skipped_not_waited() -> None:
+    outputs, duration, _ = _run(2, [0.0, 1000.0], out_len=2, limit=None, host=HostModel())
+    assert duration == pytest.approx(1000.0 + 2 * STEP_S)
+    assert outputs[1].ttft == pytest.approx(STEP_S)
