@@ -53,6 +53,11 @@ class StepTrace:
     def __init__(self, path: str | None) -> None:
         self._fh = open(path, "a", buffering=1) if path else None
 
+    @property
+    def enabled(self) -> bool:
+        """Whether records are written."""
+        return self._fh is not None
+
     def write(self, record: dict[str, Any]) -> None:
         if self._fh is not None:
             self._fh.write(json.dumps(record) + "\n")
@@ -173,6 +178,8 @@ class EmuWorker(WorkerBase):
         output = self._make_output(batch)
         self._step += 1
         record = _record(self._step, features, latency, booking, time.thread_time() - t0)
+        if self.trace.enabled:  # which requests started here: lets a trace be joined with client timings
+            record["new_req_ids"] = [new.req_id for new in scheduler_output.scheduled_new_reqs]
         return _TimedOutput(output, booking, self, record)
 
     def _make_output(self, batch: StepBatch) -> ModelRunnerOutput:

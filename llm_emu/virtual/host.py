@@ -36,7 +36,7 @@ class HostModel:
     step_per_req_s: float = 0.0
     """EngineCore CPU per scheduled request in the step."""
     step_per_token_s: float = 0.0
-    """EngineCore CPU per scheduled token in the step."""
+    """EngineCore CPU per prefill token in the step."""
     request_in_s: float = 0.0
     """Client send to scheduler, fixed part."""
     request_in_per_token_s: float = 0.0
@@ -49,7 +49,7 @@ class HostModel:
     def step_cost(self, features: StepFeatures) -> float:
         """Host seconds charged before a step with these features is launched."""
         return (self.step_base_s + self.step_per_req_s * features.num_reqs
-                + self.step_per_token_s * features.num_scheduled_tokens)
+                + self.step_per_token_s * features.num_prefill_tokens)
 
     def request_in(self, prompt_len: int) -> float:
         """Seconds from the client sending a request of ``prompt_len`` tokens to the scheduler seeing it."""
@@ -82,3 +82,20 @@ class HostModel:
 
 #: Pure device time: every host term zero.
 NO_HOST = HostModel()
+
+#: The host model measured on the reference machine (bench/host_model.py), shipped with the package.
+DEFAULT_FILE = Path(__file__).with_name("host_default.json")
+
+
+def default_host() -> HostModel:
+    """The shipped host model (zero host time when none is shipped)."""
+    return HostModel.load(DEFAULT_FILE) if DEFAULT_FILE.is_file() else NO_HOST
+
+
+def resolve_host(ref: str | None) -> HostModel:
+    """``None``/"default": the shipped model; "none": zero host time; else a JSON file."""
+    if ref in (None, "default"):
+        return default_host()
+    if ref == "none":
+        return NO_HOST
+    return HostModel.load(ref)

@@ -1,0 +1,137 @@
+"""Measure the host term of virtual time from wall-clock runs of the emulator on this machine.
+
+Runs `llm-emu serve` (wall clock, step trace on) with vLLM's benchmark client at a light and a loaded rate, then
+joins the step trace (launch/release times, which requests started in each step) with the client's per-request
+timings (vLLM's client and the emulated worker both stamp CLOCK_MONOTONIC) and fits llm_emu.virtual.HostModel:
+
+* step_*: EngineCore CPU between the output of step k-2 (async; k-1 sync) and the launch of step k,
+  least squares on (1, scheduled requests, prefill tokens), from steps of a continuously busy engine;
+* request_in_*: client send -> launch of the request's first step, minus that step's CPU, for requests that
+  reached an idle engine, least squares on (1, prompt tokens);
+* output_s: the request's first chunk at the client minus the release of the step that produced it (median).
+
+Usage: python bench/host_model.py [--profile aic:h100_sxm] [--model llama-3.1-8b] [--out host.json]
+Measure alone (nothing else running): the host term is this machine's CPU time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llm_emu.benchclient import Workload, run_benchmark
+from llm_emu.server import ServerProcess, ServerSpec
+from llm_emu.virtual.host import HostModel
+
+RUNS = (("light", Workload(num_prompts=80, request_rate=1.0, seed=11)),
+        ("busy", Workload(num_prompts=300, request_rate=12.0, seed=12)))
+ID = re.compile(r"hostfit-(\w+)-(\d+)")
+
+
+def _trace(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def step_costs(steps: list[dict[str, Any]], lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """(design rows [1, reqs, tokens], engine CPU seconds) for steps launched while the engine was busy."""
+    rows, ys = [], []
+    for k in range(lag, len(steps)):
+        s, prev = steps[k], steps[k - lag]
+        gap = s["launched"] - prev["released"]
+        if not 0 < gap < 0.05 or s.get("new_req_ids"):  # idle in between, or a new arrival's input work
+            continue
+        reqs = s["num_prefill_reqs"] + s["num_decode_reqs"]
+        rows.append([1.0, reqs, s["num_prefill_tokens"]])
+        ys.append(gap)
+    return np.asarray(rows), np.asarray(ys)
+
+
+def _step_cost(model: HostModel, s: dict[str, Any]) -> float:
+    reqs = s["num_prefill_reqs"] + s["num_decode_reqs"]
+    return model.step_base_s + model.step_per_req_s * reqs + model.step_per_token_s * s["num_prefill_tokens"]
+
+
+def first_steps(steps: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """(run, request index) -> the step in which that request was first scheduled."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for s in steps:
+        for rid in s.get("new_req_ids", []):
+            m = ID.search(rid)
+            if m:
+                out.setdefault((m.group(1), int(m.group(2))), s)
+    return out
+
+
+def fit(steps: list[dict[str, Any]], results: dict[str, dict[str, Any]], async_sched: bool) -> HostModel:
+    x, y = step_costs(steps, lag=2 if async_sched else 1)
+    coef = np.linalg.lstsq(x, y, rcond=None)[0] if len(y) >= 3 else np.zeros(3)
+    step = HostModel(step_base_s=max(0.0, float(coef[0])), step_per_req_s=max(0.0, float(coef[1])),
+                     step_per_token_s=max(0.0, float(coef[2])))
+    first = first_steps(steps)
+    launches = sorted((s["launched"], s["released"]) for s in steps)
+    ins, lens, outs = [], [], []
+    for run, res in results.items():
+        for i, (start, ttft, plen) in enumerate(zip(res["start_times"], res["ttfts"], res["input_lens"], strict=True)):
+            s = first.get((run, i))
+            if s is None or not ttft:
+                continue
+            outs.append(start + ttft - s["released"])
+            busy = any(lo <= start <= hi for lo, hi in launches)
+            if not busy:
+                ins.append(s["launched"] - start - _step_cost(step, s))
+                lens.append(plen)
+    a = np.column_stack([np.ones(len(ins)), lens]) if ins else np.zeros((0, 2))
+    c = np.linalg.lstsq(a, np.asarray(ins), rcond=None)[0] if len(ins) >= 3 else np.zeros(2)
+    return replace(step, request_in_s=max(0.0, float(c[0])), request_in_per_token_s=max(0.0, float(c[1])),
+                   output_s=max(0.0, statistics.median(outs)) if outs else 0.0)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default="aic:h100_sxm")
+    p.add_argument("--model", default="llama-3.1-8b")
+    p.add_argument("--out", default="host_model.json")
+    p.add_argument("--workdir", default="/tmp/llm-emu-host-model")
+    p.add_argument("vllm_args", nargs="*", default=["--max-model-len", "4096"])
+    a = p.parse_args()
+    work = Path(a.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    trace = work / "trace.jsonl"
+    trace.unlink(missing_ok=True)
+    spec = ServerSpec(kind="emulated", model=a.model, profile=a.profile, log_path=work / "server.log",
+                      vllm_args=(*a.vllm_args, "--trace", str(trace)))
+    results = {}
+    with ServerProcess(spec) as server:
+        for i, (name, wl) in enumerate(RUNS):
+            if i:
+                server.reset_prefix_cache()
+            results[name] = run_benchmark(server.base_url, server.served_model, wl, tokenizer_model=a.model,
+                                          result_dir=work, extra_args=("--request-id-prefix", f"hostfit-{name}-"))
+    steps = _trace(trace)
+    async_sched = "--no-async-scheduling" not in a.vllm_args
+    model = fit(steps, results, async_sched)
+    model = replace(model, source=f"bench/host_model.py on {time.strftime('%Y-%m-%d')}, profile {a.profile}, "
+                                  f"{len(steps)} steps, {_cpu()}")
+    Path(a.out).write_text(model.to_json() + "\n")
+    print(model.to_json())
+    return 0
+
+
+def _cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
