@@ -32,7 +32,8 @@ logger = logging.getLogger("vllm.llm_emu.worker")
 class _TimedOutput(AsyncModelRunnerOutput):
     """The step's output, released when the emulated device finishes it (trap 5: sleep here, not in execute)."""
 
-    def __init__(self, output: ModelRunnerOutput, booking: Booking, worker: EmuWorker, record: dict[str, Any]):
+    def __init__(self, output: ModelRunnerOutput, booking: Booking, worker: EmuWorker,
+                 record: dict[str, Any] | None):
         self._output = output
         self._booking = booking
         self._worker = worker
@@ -41,9 +42,11 @@ class _TimedOutput(AsyncModelRunnerOutput):
     def get_output(self) -> ModelRunnerOutput:
         clock = self._worker.clock
         clock.sleep_until(self._booking.end)
-        self._record["released"] = released = clock.now()
+        released = clock.now()
         self._worker.timeline.released(self._booking, released)
-        self._worker.trace.write(self._record)
+        if self._record is not None:
+            self._record["released"] = released
+            self._worker.trace.write(self._record)
         return self._output
 
 
@@ -167,7 +170,8 @@ class EmuWorker(WorkerBase):
             return EMPTY_MODEL_RUNNER_OUTPUT
         scheduler_output, launched = self._pending
         self._pending = None
-        t0 = time.thread_time()  # CPU time of this thread: what the emulator adds to vLLM's engine loop
+        tracing = self.trace.enabled
+        t0 = time.thread_time() if tracing else 0.0  # CPU time of this thread: what the emulator adds
         batch = self.tracker.update(scheduler_output, self._new_state)
         features = step_features(batch)
         latency = self.oracle.sample(features)
@@ -177,8 +181,9 @@ class EmuWorker(WorkerBase):
         booking = self.timeline.book(latency, launched)
         output = self._make_output(batch)
         self._step += 1
-        record = _record(self._step, features, latency, booking, time.thread_time() - t0)
-        if self.trace.enabled:  # which requests started here: lets a trace be joined with client timings
+        record = None
+        if tracing:  # the new requests let a trace be joined with client timings
+            record = _record(self._step, features, latency, booking, time.thread_time() - t0)
             record["new_req_ids"] = [new.req_id for new in scheduler_output.scheduled_new_reqs]
         return _TimedOutput(output, booking, self, record)
 
