@@ -10,6 +10,7 @@ in one long-lived process (sweeps) do not pile up frozen garbage.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import concurrent.futures
 import gc
@@ -59,6 +60,38 @@ def _fmt(x: float) -> str:
     return "inf" if x == float("inf") else f"{x:g}"
 
 
+def _server_tokenizer_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--tokenizer")
+    parser.add_argument("--tokenizer-mode")
+    parser.add_argument("--trust-remote-code", action=argparse.BooleanOptionalAction)
+    return parser
+
+
+def _dashed(arg: str) -> str:
+    """``--tokenizer_mode=x`` -> ``--tokenizer-mode=x`` (vLLM accepts both spellings of a flag)."""
+    if not arg.startswith("--"):
+        return arg
+    flag, sep, value = arg.partition("=")
+    return flag.replace("_", "-") + sep + value
+
+
+def tokenizer_flags(tokenizer_model: str, server_args: Sequence[str] = ()) -> list[str]:
+    """The client's tokenizer flags: the model's own, overridden by what the server was told.
+
+    `vllm serve` and `vllm bench serve` share ``--tokenizer``, ``--tokenizer-mode`` and ``--trust-remote-code``;
+    the client must load the tokenizer the server uses (a Mistral-format model dir needs ``--tokenizer-mode
+    mistral`` on both sides), so those flags are copied from the server's argv. vLLM's spellings are accepted
+    (``--tokenizer_mode``, ``--flag=value``); other server flags are ignored.
+    """
+    resolved = resolve_model(tokenizer_model)
+    given, _ = _server_tokenizer_parser().parse_known_args([_dashed(a) for a in server_args])
+    tokenizer = given.tokenizer or resolved.tokenizer or resolved.model
+    mode = given.tokenizer_mode or resolved.tokenizer_mode
+    flags = ["--tokenizer", tokenizer] + (["--tokenizer-mode", mode] if mode else [])
+    return flags + (["--trust-remote-code"] if given.trust_remote_code else [])
+
+
 def build_client_argv(
     base_url: str,
     model: str,
@@ -69,9 +102,12 @@ def build_client_argv(
     result_dir: Path,
     result_filename: str,
     extra_args: Sequence[str] = (),
+    server_args: Sequence[str] = (),
 ) -> list[str]:
-    """The `vllm bench serve` command line (without the program name) for one run."""
-    resolved = resolve_model(tokenizer_model)
+    """The `vllm bench serve` command line (without the program name) for one run.
+
+    ``server_args`` are the `vllm serve` flags the server got; its tokenizer flags reach the client too.
+    """
     argv = [
         "--base-url",
         base_url.rstrip("/"),
@@ -79,11 +115,8 @@ def build_client_argv(
         model,
         "--served-model-name",
         model,
-        "--tokenizer",
-        resolved.tokenizer or resolved.model,
+        *tokenizer_flags(tokenizer_model, server_args),
     ]
-    if resolved.tokenizer_mode:
-        argv += ["--tokenizer-mode", resolved.tokenizer_mode]
     if workload.dataset == "sharegpt":
         argv += ["--dataset-name", "sharegpt", "--dataset-path", str(sharegpt_path())]
         if workload.sharegpt_output_len is not None:
@@ -216,6 +249,7 @@ def run_benchmark(
     result_dir: Path | None = None,
     extra_args: Sequence[str] = (),
     quiet: bool = True,
+    server_args: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run `vllm.benchmarks.serve` against a running server; return its result dict.
 
@@ -228,6 +262,8 @@ def run_benchmark(
         result_dir: where vLLM writes its JSON (None: a temp dir).
         extra_args: further `vllm bench serve` flags (e.g. ("--temperature", "0")).
         quiet: send the client's prints to ``<result_dir>/client.log`` instead of stdout.
+        server_args: the `vllm serve` flags the server was started with (e.g. ``ServerSpec.vllm_args``); its
+            ``--tokenizer``, ``--tokenizer-mode`` and ``--trust-remote-code`` are given to the client too.
 
     Returns:
         vLLM's result dict: request_throughput, output_throughput, total_token_throughput, request_goodput,
@@ -250,6 +286,7 @@ def run_benchmark(
         result_dir=out_dir,
         result_filename=filename,
         extra_args=extra_args,
+        server_args=server_args,
     )
     args = parse_client_args(argv)
 

@@ -32,3 +32,11 @@ class ServerError(EmuError):
 
 class WorkloadError(EmuError):
     """A dataset or benchmark workload cannot be prepared."""
+
+
+class ModelError(EmuError):
+    """A model argument cannot be resolved offline (no shipped config, model dir or cached HF config)."""
+
+
+class ResultsError(EmuError):
+    """A results directory or file is missing or unreadable."""

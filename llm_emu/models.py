@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_emu.errors import EmuError
+from llm_emu.errors import EmuError, ModelError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = PROJECT_ROOT / "profiles" / "models"
@@ -90,8 +90,44 @@ def resolve_model(model: str) -> ResolvedModel:
     return ResolvedModel(model=str(dest), tokenizer=str(dest), tokenizer_mode="mistral", served_name=name)
 
 
-def load_model_config(model: str) -> dict[str, object]:
-    """The HF config.json of a shipped model or local model dir ({} when it is a hub id we cannot read)."""
+def model_config_path(model: str) -> Path | None:
+    """Where the model's config.json is: a shipped model, a local model dir, or an HF id in the local HF cache.
+
+    Returns None when none of those holds one (llm-emu runs offline, so an uncached hub id is unknown here).
+    """
     src = MODELS_DIR / model if (MODELS_DIR / model / "config.json").is_file() else Path(model)
-    path = src / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if (src / "config.json").is_file():
+        return src / "config.json"
+    if src.is_dir():
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        cached = try_to_load_from_cache(model, "config.json")
+    except ValueError:  # not a valid repo id either (HFValidationError)
+        return None
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def require_model_config(model: str) -> dict[str, object]:
+    """The model's HF config.json; ModelError (one line naming the fix) when llm-emu cannot find it offline."""
+    path = model_config_path(model)
+    if path is not None:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    if Path(model).is_dir():
+        if (Path(model) / "params.json").is_file():
+            return {}  # Mistral's native format: vLLM reads params.json itself (--config-format mistral)
+        raise ModelError(f"model directory {model} has no config.json; point --model at a directory holding the "
+                         "model's config.json (weights are not needed)")
+    raise ModelError(
+        f"unknown model {model!r}: not a shipped model ({', '.join(shipped_models())}), not a directory, and not "
+        "in the local Hugging Face cache; use one of those, or download its config and tokenizer once "
+        f"(hf download {model} --exclude '*.safetensors' '*.bin')")
+
+
+def load_model_config(model: str) -> dict[str, object]:
+    """The HF config.json of a shipped model, local model dir or cached HF id ({} when llm-emu cannot find it)."""
+    path = model_config_path(model)
+    return json.loads(path.read_text()) if path is not None else {}  # type: ignore[no-any-return]

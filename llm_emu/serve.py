@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 from typing import Any
 
 from llm_emu.engine import compat
 from llm_emu.engine.plugin import GATE_ENV
 from llm_emu.engine.settings import EmuSettings
-from llm_emu.errors import EmuError
-from llm_emu.models import load_model_config, resolve_model
+from llm_emu.errors import EmuError, ServerError
+from llm_emu.models import require_model_config, resolve_model
 from llm_emu.profile.pack import EngineSettings, ProfilePack
 
 
@@ -80,8 +82,32 @@ def build_command(args: argparse.Namespace, pack: ProfilePack) -> list[str]:
         "--host", args.host, "--port", str(args.port),
         *engine_flags(pack.meta.engine, user),
         "--additional-config", settings.to_additional_config(),
+        "--middleware", REQUEST_MIDDLEWARE,
         *user,
     ]
+
+
+REQUEST_MIDDLEWARE = "llm_emu.engine.middleware.RefuseUnemulatedFields"
+"""ASGI middleware (vLLM's own --middleware hook) refusing request fields vLLM drops before the engine."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise ServerError (one line) unless vLLM will be able to listen on ``host:port``.
+
+    Binds the way vLLM does (SO_REUSEADDR, so a port in TIME_WAIT still counts as free) and lets go at once:
+    without this a busy port surfaces as vLLM's traceback after the whole engine has started.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            fix = {errno.EADDRINUSE: "another process listens there; pick a free port with --port or stop it",
+                   errno.EACCES: "ports below 1024 need privileges; pick a port >= 1024 with --port",
+                   errno.EADDRNOTAVAIL: "the address is not one of this machine's; fix --host"}
+            raise ServerError(f"cannot listen on {host}:{port} ({e.strerror or e}); "
+                              f"{fix.get(e.errno or 0, 'fix --host/--port')}") from None
 
 
 def load_and_check(args: argparse.Namespace) -> ProfilePack:
@@ -89,7 +115,7 @@ def load_and_check(args: argparse.Namespace) -> ProfilePack:
     from llm_emu.oracle import create_oracle
     from llm_emu.profile.resolve import resolve_profile
 
-    pack = resolve_profile(args.profile, load_model_config(args.model))
+    pack = resolve_profile(args.profile, require_model_config(args.model))
     create_oracle(pack, args.oracle, seed=args.seed)
     return pack
 
@@ -101,6 +127,7 @@ def main(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(" ".join(cmd))
         return 0
+    check_port(args.host, args.port)
     print(f"llm-emu: emulating {pack.label} with vLLM's own server on http://{args.host}:{args.port}",
           file=sys.stderr, flush=True)
     env = {**os.environ, GATE_ENV: "1", "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1"}

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from llm_emu.errors import ResultsError
 from orchestrator.results import atomic_write_bytes
 from orchestrator.summary import best_configs
 
@@ -116,11 +117,26 @@ def _plots(df: pd.DataFrame, out: Path) -> list[tuple[str, Path]]:
     return plots
 
 
+def _read_results(out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """results.parquet and sweep.json; ResultsError naming the fix when one is damaged (e.g. truncated)."""
+    rebuild = (f"re-run `llm-emu sweep {out / 'spec.yaml'} -o {out}`: it resumes from the per-trial files in "
+               f"{out / 'results'} and rewrites it")
+    try:
+        df = pd.read_parquet(out / "results.parquet")
+    except Exception as e:  # pyarrow raises ArrowInvalid / OSError variants for truncated or foreign files
+        raise ResultsError(f"{out / 'results.parquet'} is unreadable (truncated or not parquet: "
+                           f"{type(e).__name__}); {rebuild}") from None
+    try:
+        manifest = json.loads((out / "sweep.json").read_text()) if (out / "sweep.json").is_file() else {}
+    except ValueError as e:
+        raise ResultsError(f"{out / 'sweep.json'} is unreadable ({e}); {rebuild}") from None
+    return df, manifest
+
+
 def write_report(out_dir: str | Path) -> Path:
     """Write the PNG plots, report.md and report.html into ``out_dir``; return the report.md path."""
     out = Path(out_dir)
-    df = pd.read_parquet(out / "results.parquet")
-    manifest = json.loads((out / "sweep.json").read_text()) if (out / "sweep.json").is_file() else {}
+    df, manifest = _read_results(out)
     name = manifest.get("name", out.name)
     plots = _plots(df, out) if (df.get("status") == "ok").any() else []
     failed = df[df["status"] != "ok"].drop_duplicates("trial_hash")[["config", "error"]] \

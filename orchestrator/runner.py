@@ -126,7 +126,7 @@ def run_rate(trial: Trial, ctx: TrialContext, base_url: str, served: str, rate: 
     start = time.monotonic()
     result = run_benchmark(
         base_url, served, workload, tokenizer_model=trial.model,
-        goodput=trial.slo.goodput() if trial.slo else None, result_dir=raw,
+        goodput=trial.slo.goodput() if trial.slo else None, result_dir=raw, server_args=trial.vllm_flags(),
     )
     return RateResult(
         request_rate=rate, metrics=scalar_metrics(result),

@@ -117,7 +117,7 @@ def run_plan(server: Any, model: str, plan: list[PlanItem], result_dir: Path) ->
         server.reset_prefix_cache()
         t0 = time.monotonic()
         res = run_benchmark(server.base_url, server.served_model, item.workload, tokenizer_model=model,
-                            result_dir=result_dir)
+                            result_dir=result_dir, server_args=server.spec.vllm_args)
         rows.append({"label": item.label, "seconds": time.monotonic() - t0, "completed": res.get("completed"),
                      "output_throughput": res.get("output_throughput")})
     return rows

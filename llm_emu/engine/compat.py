@@ -41,6 +41,21 @@ def validate_request(params: Any) -> None:
         raise _client_error("llm-emu: n > 1 (parallel sampling) is not emulated yet; send n=1", "n")
 
 
+def refused_body_field(body: Any) -> tuple[str, str] | None:
+    """(message, parameter) for a request-body field the emulator refuses before vLLM parses it, else None.
+
+    For fields vLLM drops at its protocol layer, so ``validate_request`` never sees them: vLLM >= 0.24 has no
+    ``best_of`` (neither in the completion/chat request models nor in SamplingParams) and ignores it with a
+    debug log. A client sending best_of=3 expects 3 candidates per prompt; neither real vLLM nor the emulator
+    generates them, so the request is refused as loudly as n > 1 rather than measured as something else.
+    """
+    best_of = body.get("best_of") if isinstance(body, dict) else None
+    if isinstance(best_of, int) and not isinstance(best_of, bool) and best_of > 1:
+        return (f"llm-emu: best_of={best_of} is not emulated (vLLM itself drops best_of and would generate one "
+                "candidate, not several); drop best_of or send best_of=1", "best_of")
+    return None
+
+
 #: `vllm serve` flags the emulator refuses at startup, with the reason.
 UNSUPPORTED_FLAGS: dict[str, str] = {
     "--speculative-config": "speculative decoding is not emulated (acceptance would be invented)",

@@ -110,7 +110,7 @@ def run_side(kind: str, args: argparse.Namespace, pin: ServerPinning, out: Path,
                           seed=args.seed)
             t0 = time.monotonic()
             res = run_benchmark(server.base_url, server.served_model, wl, tokenizer_model=args.model,
-                                result_dir=out / "bench" / kind)
+                                result_dir=out / "bench" / kind, server_args=spec.vllm_args)
             row = {"kind": kind, "rate": rate, "burstiness": burst, "wall_s": time.monotonic() - t0,
                    "startup_s": server.startup_s, **_scalar(res)}
             rows.append(row)
