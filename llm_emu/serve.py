@@ -16,6 +16,9 @@ from llm_emu.errors import EmuError, ServerError
 from llm_emu.models import require_model_config, resolve_model
 from llm_emu.profile.pack import EngineSettings, ProfilePack
 
+REQUEST_MIDDLEWARE = "llm_emu.engine.middleware.RefuseUnemulatedFields"
+"""ASGI middleware (vLLM's own --middleware hook) refusing request fields vLLM drops before the engine."""
+
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of `llm-emu serve`; every other flag goes to `vllm serve` unchanged."""
@@ -86,9 +89,6 @@ def build_command(args: argparse.Namespace, pack: ProfilePack) -> list[str]:
         *user,
     ]
 
-
-REQUEST_MIDDLEWARE = "llm_emu.engine.middleware.RefuseUnemulatedFields"
-"""ASGI middleware (vLLM's own --middleware hook) refusing request fields vLLM drops before the engine."""
 
 
 def check_port(host: str, port: int) -> None:

@@ -44,7 +44,7 @@ def test_command_carries_settings_in_additional_config() -> None:
     args = _args("--profile", "aic:h100_sxm", "--model", "llama-3.1-8b", "--seed", "3", "--max-model-len", "4096")
     cmd = build_command(args, resolve_profile("aic:h100_sxm", LLAMA_8B))
     cfg = json.loads(cmd[cmd.index("--additional-config") + 1])
-    assert cfg == {"llm_emu": {"profile": "aic:h100_sxm", "oracle": None, "seed": 3, "trace": None}}
+    assert cfg == {"llm_emu": {"profile": "aic:h100_sxm", "oracle": None, "seed": 3, "trace": None, "clock": "wall"}}
     assert cmd[-2:] == ["--max-model-len", "4096"] and cmd[cmd.index("--host") + 1] == "127.0.0.1"
 
 
