@@ -84,7 +84,6 @@ def _bench_flags(base_url: str, model: str, num_prompts: int, rate: str) -> list
 
 
 @pytest.mark.slow
-@pytest.mark.ci_e2e
 def test_vllm_bench_serve_against_llm_emu_serve(emu_server: ServerProcess, vllm_cli_env: dict[str, str],
                                                 tmp_path: Path) -> None:
     cmd = [venv_script("vllm"), "bench", "serve", *_bench_flags(emu_server.base_url, emu_server.served_model, 20,
