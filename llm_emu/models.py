@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llm_emu.errors import EmuError, ModelError
+from llm_emu.fsutil import atomic_write_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = PROJECT_ROOT / "profiles" / "models"
@@ -79,9 +80,7 @@ def resolve_model(model: str) -> ResolvedModel:
     dest.mkdir(parents=True, exist_ok=True)
     config = (src / "config.json").read_text()
     if not (dest / "config.json").is_file() or (dest / "config.json").read_text() != config:
-        tmp = dest / ".config.json.tmp"
-        tmp.write_text(config)
-        os.replace(tmp, dest / "config.json")
+        atomic_write_text(dest / "config.json", config)
     tok_link = dest / meta["tokenizer_file"]
     target = _package_file(meta["tokenizer"])
     if not tok_link.exists() or tok_link.resolve() != target.resolve():

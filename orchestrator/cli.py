@@ -15,8 +15,9 @@ from typing import Any
 import pandas as pd
 
 from llm_emu.errors import SpecError
+from llm_emu.fsutil import atomic_write_json
 from orchestrator.actors import ActorResources
-from orchestrator.results import ResultStore, atomic_write_json
+from orchestrator.results import ResultStore
 from orchestrator.runner import ServerRunner, TrialResult, TrialRunner
 from orchestrator.spec import SweepSpec, load_spec
 from orchestrator.summary import estimate_trial_s, plan_text, summary_text

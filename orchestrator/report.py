@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from llm_emu.errors import ResultsError
-from orchestrator.results import atomic_write_bytes
+from llm_emu.fsutil import atomic_write_text
 from orchestrator.summary import best_configs
 
 LATENCIES = (("p99_ttft_ms", "p99 TTFT (ms)"), ("p99_tpot_ms", "p99 TPOT (ms)"),
@@ -151,14 +151,14 @@ def write_report(out_dir: str | Path) -> Path:
     md = [f"# {sections[0][0]}\n\n{sections[0][1]}"]
     md += [f"## {title}\n\n{body}" for title, body in sections[1:]]
     md += [f"## {title}\n\n![{title}]({p.name})\n" for title, p in plots]
-    atomic_write_bytes(out / "report.md", "\n".join(md).encode())
+    atomic_write_text(out / "report.md", "\n".join(md))
     page = [f"<h1>{html.escape(sections[0][0])}</h1><p>{html.escape(sections[0][1])}</p>"]
     page += [f"<h2>{html.escape(t)}</h2>{_html_table(b)}" for t, b in
              (("Best configs", best_configs(df)), ("Failed trials", failed), ("Pruned configs", pruned))]
     page += [f"<h2>{html.escape(t)}</h2><img src='{p.name}' alt='{html.escape(t)}'>" for t, p in plots]
     doc = f"<!doctype html><meta charset='utf-8'><title>{html.escape(name)}</title>" \
           f"<body style='font-family:sans-serif;max-width:1400px'>{''.join(page)}</body>"
-    atomic_write_bytes(out / "report.html", doc.encode())
+    atomic_write_text(out / "report.html", doc)
     return out / "report.md"
 
 

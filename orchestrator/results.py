@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from llm_emu.fsutil import atomic_write_parquet
 from orchestrator.runner import RateResult, TrialResult
 from orchestrator.trials import Trial
 
@@ -30,31 +29,6 @@ META_COLUMNS = frozenset({
     "elapsed_s",
 })
 """Columns that describe a row rather than measure it (everything else: vLLM metrics + slo_attainment)."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and os.replace (fsynced)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
-    """Write ``df`` as parquet atomically."""
-    atomic_write_bytes(path, df.to_parquet(index=False))
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (inf written as the string "inf")."""
-    atomic_write_bytes(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
 
 
 def _base_row(trial: Trial, result: TrialResult) -> dict[str, Any]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from llm_emu.fsutil import atomic_write_parquet, atomic_write_text
 from search.objectives.base import MEASUREMENTS_ATTR
 from search.samplers import CONSTRAINTS_ATTR
 from search.storage import SKIPPED_ATTR
@@ -87,13 +86,6 @@ def result_frame(result: SearchResult) -> pd.DataFrame:
     return df
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def _relative(t: FrozenTrial, base: FrozenTrial | None, i: int = 0) -> str:
     if base is None or base.values is None or not base.values[i]:
         return "n/a"
@@ -148,12 +140,12 @@ def write_report(result: SearchResult, log: Callable[[str], None] = print) -> di
     out.mkdir(parents=True, exist_ok=True)
     files = {"rows_parquet": out / "search_results.parquet", "rows_csv": out / "search_results.csv"}
     df = result_frame(result)
-    _atomic_write(files["rows_parquet"], df.to_parquet(index=False))
-    _atomic_write(files["rows_csv"], df.to_csv(index=False).encode())
+    atomic_write_parquet(files["rows_parquet"], df)
+    atomic_write_text(files["rows_csv"], df.to_csv(index=False))
     files.update(_plots(result, out, log))
     commands = [vllm_serve_command(result.task.model, t.user_attrs.get("engine_args", {})) for t in result.best]
     files["markdown"] = out / "search.md"
-    _atomic_write(files["markdown"], _markdown(result, commands, files).encode())
+    atomic_write_text(files["markdown"], _markdown(result, commands, files))
     for cmd in commands:
         log(f"search: best config -> {cmd}")
     log(f"search: inspect with: optuna-dashboard {result.task.storage_url}")

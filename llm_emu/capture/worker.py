@@ -35,9 +35,9 @@ from llm_emu.capture.recorder import (
     JsonLines,
     capture_dir,
     step_record,
-    write_json_atomic,
 )
 from llm_emu.engine.batch import BatchTracker, RequestState, StepBatch, step_features
+from llm_emu.fsutil import atomic_write_json
 
 # vLLM only configures handlers for loggers under "vllm." (VLLM_PLUGIN_NOTES trap 8).
 logger = logging.getLogger("vllm.llm_emu.capture")
@@ -172,7 +172,7 @@ class RecordingMixin:
         super().initialize_from_config(kv_cache_config)  # type: ignore[misc]
         if self._recorder is not None and self.rank_is_recorder():
             info = self.describe(int(getattr(kv_cache_config, "num_blocks", 0)))
-            write_json_atomic(self._recorder.out / WORKER_FILE, info)
+            atomic_write_json(self._recorder.out / WORKER_FILE, info, sort_keys=True)
 
     def rank_is_recorder(self) -> bool:
         return int(getattr(self, "rank", 0)) == 0

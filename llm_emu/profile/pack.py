@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +20,7 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from llm_emu.errors import ProfileError
+from llm_emu.fsutil import atomic_write_json, atomic_write_parquet
 from llm_emu.profile.features import STEP_COLUMNS
 
 SCHEMA_VERSION = 1
@@ -222,22 +222,8 @@ def save_pack(pack: ProfilePack, path: str | os.PathLike[str]) -> Path:
     """Write a pack directory atomically (files are written to temp names, then renamed)."""
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(root / META_FILE, json.dumps(asdict(pack.meta), indent=2, sort_keys=True))
-    _atomic_write_parquet(root / STEPS_FILE, pack.steps[list(STEP_COLUMNS)])
+    atomic_write_json(root / META_FILE, asdict(pack.meta), sort_keys=True)
+    atomic_write_parquet(root / STEPS_FILE, pack.steps[list(STEP_COLUMNS)])
     if pack.requests is not None:
-        _atomic_write_parquet(root / REQUESTS_FILE, pack.requests)
+        atomic_write_parquet(root / REQUESTS_FILE, pack.requests)
     return root
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def _atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 from llm_emu.errors import WorkloadError
+from llm_emu.fsutil import atomic_open
 from llm_emu.models import cache_dir
 
 DATA_FILENAME = "ShareGPT_V3_unfiltered_cleaned_split.json"
@@ -80,14 +79,6 @@ def sharegpt_path() -> Path:
         if dest.is_file() and dest.stat().st_size > 0:
             return dest
         records = salvage_records(source_path())
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".sharegpt.", suffix=".tmp", dir=dest.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump([first_two_turns(r) for r in records], out, ensure_ascii=False)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(dest, "w") as out:
+            json.dump([first_two_turns(r) for r in records], out, ensure_ascii=False)
     return dest

@@ -8,9 +8,10 @@ import pytest
 from sweep_factories import make_spec
 
 from llm_emu.errors import SpecError
+from llm_emu.fsutil import atomic_write_json
 from orchestrator.cli import report_main
 from orchestrator.report import write_report
-from orchestrator.results import ResultStore, atomic_write_json
+from orchestrator.results import ResultStore
 from orchestrator.runner import TrialContext, TrialResult
 from orchestrator.summary import best_configs, estimate_total_s, fmt_duration, plan_text, summary_text
 from orchestrator.testing import FakeRunner
