@@ -13,6 +13,7 @@ from llm_emu.engine import compat
 from llm_emu.engine.plugin import GATE_ENV
 from llm_emu.engine.settings import EmuSettings
 from llm_emu.errors import EmuError, ServerError
+from llm_emu.flags import flag_given, render_flags
 from llm_emu.models import require_model_config, resolve_model
 from llm_emu.profile.pack import EngineSettings, ProfilePack
 
@@ -34,46 +35,30 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the vLLM command line and exit")
 
 
-def _given(flags: list[str], name: str) -> bool:
-    """Did the user pass ``--name`` (or ``--no-name``, ``--name=..``, underscore spelling)?"""
-    base = name.lstrip("-")
-    forms = {f"--{base}", f"--{base.replace('-', '_')}", f"--no-{base}", f"--no_{base.replace('-', '_')}"}
-    return any(a.split("=", 1)[0] in forms for a in flags)
-
-
-def _bool_flag(name: str, value: bool) -> str:
-    return f"--{name}" if value else f"--no-{name}"
-
-
 def engine_flags(engine: EngineSettings, user: list[str]) -> list[str]:
     """The profiled server's resolved engine config as `vllm serve` flags, where the user did not set them.
 
     Passing them explicitly matters: on the CPU platform vLLM would otherwise pick CPU defaults
     (block size 128, 2048/128 batch limits, async scheduling off).
     """
-    wanted: list[tuple[str, Any]] = [
-        ("block-size", engine.block_size),
-        ("max-num-batched-tokens", engine.max_num_batched_tokens),
-        ("max-num-seqs", engine.max_num_seqs),
-        ("gpu-memory-utilization", engine.gpu_memory_utilization),
-        ("max-model-len", engine.max_model_len),
-        ("enable-chunked-prefill", engine.enable_chunked_prefill),
-        ("enable-prefix-caching", engine.enable_prefix_caching),
-        ("async-scheduling", engine.async_scheduling),
-        ("load-format", "dummy"),
-    ]
-    out: list[str] = []
-    for name, value in wanted:
-        if value is None or _given(user, name):
-            continue
-        out += [_bool_flag(name, value)] if isinstance(value, bool) else [f"--{name}", str(value)]
-    return out
+    wanted: dict[str, Any] = {
+        "block_size": engine.block_size,
+        "max_num_batched_tokens": engine.max_num_batched_tokens,
+        "max_num_seqs": engine.max_num_seqs,
+        "gpu_memory_utilization": engine.gpu_memory_utilization,
+        "max_model_len": engine.max_model_len,
+        "enable_chunked_prefill": engine.enable_chunked_prefill,
+        "enable_prefix_caching": engine.enable_prefix_caching,
+        "async_scheduling": engine.async_scheduling,
+        "load_format": "dummy",
+    }
+    return render_flags(wanted, skip_given=user)
 
 
 def build_command(args: argparse.Namespace, pack: ProfilePack) -> list[str]:
     """The full `python -m vllm.entrypoints.openai.api_server ...` command line."""
     user = list(getattr(args, "vllm_args", []) or [])
-    if _given(user, "additional-config"):
+    if flag_given(user, "additional-config"):
         raise EmuError("--additional-config is used by llm-emu to reach its worker; remove it")
     compat.check_flags(user)
     settings = EmuSettings(profile=args.profile, oracle=args.oracle, seed=args.seed,

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from llm_emu.errors import ServerError
+from llm_emu.flags import flag_given
 from llm_emu.models import PROJECT_ROOT, resolve_model
 
 STOP_GRACE_S = 15.0
@@ -66,19 +67,15 @@ def has_accelerator() -> bool:
     return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/kfd")
 
 
-def _has_flag(args: tuple[str, ...] | list[str], flag: str) -> bool:
-    return any(a == flag or a.startswith(flag + "=") for a in args)
-
-
 def build_command(spec: ServerSpec, port: int, *, cpu_only: bool | None = None) -> list[str]:
     """The argv that starts the server described by ``spec`` on ``port``."""
     args = list(spec.vllm_args)
     if spec.kind == "real":
         if cpu_only is None:
             cpu_only = not has_accelerator()
-        if not _has_flag(args, "--load-format"):
+        if not flag_given(args, "load-format"):
             args += ["--load-format", "dummy"]
-        if cpu_only and not _has_flag(args, "--gpu-memory-utilization"):
+        if cpu_only and not flag_given(args, "gpu-memory-utilization"):
             # On vLLM-CPU this is a fraction of one NUMA node's host RAM (ENVIRONMENT.md, trap 3).
             args += ["--gpu-memory-utilization", "0.3"]
         return [

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from llm_emu.flags import render_flags
 from orchestrator.constraints import prune_reason, user_constraints
 from orchestrator.spec import SLOSpec, SweepSpec, WorkloadSpec
 
@@ -53,23 +54,8 @@ class Trial:
         return " ".join(f"{k}={_show(v)}" for k, v in self.grid_point) or "base"
 
     def vllm_flags(self) -> tuple[str, ...]:
-        """The engine args as ``vllm serve`` flags (True -> --flag, False -> --no-flag, None -> omitted)."""
-        flags: list[str] = []
-        for key, value in self.engine_args:
-            flag = "--" + key.replace("_", "-")
-            if value is None:
-                continue
-            if value is True:
-                flags.append(flag)
-            elif value is False:
-                flags.append("--no-" + key.replace("_", "-"))
-            elif isinstance(value, dict):
-                flags += [flag, json.dumps(value, sort_keys=True)]
-            elif isinstance(value, list):
-                flags += [flag, *(str(v) for v in value)]
-            else:
-                flags += [flag, str(value)]
-        return tuple(flags)
+        """The engine args as ``vllm serve`` flags (see llm_emu.flags.render_flags)."""
+        return tuple(render_flags(self.engine))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from llm_emu.flags import render_flags
 from llm_emu.fsutil import atomic_write_parquet, atomic_write_text
 from search.objectives.base import MEASUREMENTS_ATTR
 from search.samplers import CONSTRAINTS_ATTR
@@ -25,17 +26,8 @@ ENGINE_PREFIX = "engine."
 
 
 def vllm_serve_command(model: str, engine_args: Mapping[str, Any]) -> str:
-    """A ready-to-run `vllm serve` line (True -> --flag, False -> --no-flag, None omitted)."""
-    parts = ["vllm", "serve", model]
-    for key, value in sorted(engine_args.items()):
-        flag = "--" + key.replace("_", "-")
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            parts.append(flag if value else "--no-" + flag[2:])
-        else:
-            parts += [flag, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
-    return shlex.join(parts)
+    """A ready-to-run `vllm serve` line, engine args sorted by name (see llm_emu.flags.render_flags)."""
+    return shlex.join(["vllm", "serve", model, *render_flags(dict(sorted(engine_args.items())))])
 
 
 def _status(t: FrozenTrial) -> tuple[str, str | None]:
