@@ -8,13 +8,15 @@ controller ships it to the trial's Ray actor. ``ServerRunner`` is the real one; 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from orchestrator.slo import attainment, scalar_metrics
 from orchestrator.trials import Trial
+
+if TYPE_CHECKING:
+    from llm_emu.measure import BenchRun, MeasureLoop
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,15 @@ class TrialRunner(Protocol):
 
 @dataclass(frozen=True)
 class ServerRunner:
-    """The real runner: one ServerProcess (emulated or real vLLM), vLLM's benchmark client per rate."""
+    """The real runner: serve the trial's config through a measure loop, vLLM's benchmark client per rate."""
+
+    loop: MeasureLoop | None = None
+    """How the config is served and measured (None: llm_emu.measure's default, a vLLM server process)."""
 
     def __call__(self, trial: Trial, ctx: TrialContext) -> tuple[RateResult, ...]:
-        """Start the server, benchmark every rate (prefix cache reset in between), stop the server."""
-        from llm_emu.server import ServerProcess, ServerSpec, free_port
+        """Serve the trial, benchmark every rate (prefix cache reset in between), tear down."""
+        from llm_emu.measure import MeasureTarget, measure_loop
+        from llm_emu.server import ServerSpec, free_port
 
         ctx.log_dir.mkdir(parents=True, exist_ok=True)
         spec = ServerSpec(
@@ -101,18 +107,21 @@ class ServerRunner:
             model=trial.model, vllm_args=trial.vllm_flags(), profile=trial.profile,
             port=free_port(), log_path=ctx.log_file(trial), startup_timeout_s=ctx.startup_timeout_s,
         )
-        results = []
-        with ServerProcess(spec) as server:
-            for i, rate in enumerate(trial.workload.request_rates):
-                if i:
-                    server.reset_prefix_cache()  # each rate starts from a cold cache, like vllm bench sweep
-                results.append(run_rate(trial, ctx, server.base_url, server.served_model, rate))
-        return tuple(results)
+        runs = [bench_run(trial, ctx, rate) for rate in trial.workload.request_rates]
+        loop = self.loop or measure_loop()
+        measured = loop.measure(MeasureTarget(server=spec, tokenizer_model=trial.model), runs)
+        return tuple(
+            RateResult(request_rate=m.run.workload.request_rate, metrics=scalar_metrics(m.result),
+                       slo_attainment=attainment(m.result, trial.slo, trial.workload.num_prompts),
+                       elapsed_s=m.wall_s)
+            for m in measured
+        )
 
 
-def run_rate(trial: Trial, ctx: TrialContext, base_url: str, served: str, rate: float) -> RateResult:
-    """One vLLM benchmark run of ``trial``'s workload at ``rate`` against a running server."""
-    from llm_emu.benchclient import Workload, run_benchmark
+def bench_run(trial: Trial, ctx: TrialContext, rate: float) -> BenchRun:
+    """The benchmark run of ``trial``'s workload at ``rate`` (vLLM's JSON under ``ctx.raw_dir``)."""
+    from llm_emu.benchclient import Workload
+    from llm_emu.measure import BenchRun
 
     w = trial.workload
     workload = Workload(
@@ -121,14 +130,5 @@ def run_rate(trial: Trial, ctx: TrialContext, base_url: str, served: str, rate: 
         random_output_len=w.random_output_len, sharegpt_output_len=w.sharegpt_output_len,
         ignore_eos=w.ignore_eos,
     )
-    raw = ctx.raw_dir(trial, rate)
-    raw.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
-    result = run_benchmark(
-        base_url, served, workload, tokenizer_model=trial.model,
-        goodput=trial.slo.goodput() if trial.slo else None, result_dir=raw, server_args=trial.vllm_flags(),
-    )
-    return RateResult(
-        request_rate=rate, metrics=scalar_metrics(result),
-        slo_attainment=attainment(result, trial.slo, w.num_prompts), elapsed_s=time.monotonic() - start,
-    )
+    return BenchRun(workload=workload, goodput=trial.slo.goodput() if trial.slo else None,
+                    result_dir=ctx.raw_dir(trial, rate), label=f"rate={rate_name(rate)}")

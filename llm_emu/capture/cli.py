@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import shlex
 import sys
 import time
@@ -20,6 +19,8 @@ from llm_emu.capture.cpuset import ServerPinning
 from llm_emu.capture.plan import PlanItem, capture_plan
 from llm_emu.capture.recorder import additional_config, read_requests, read_steps, read_worker_info
 from llm_emu.errors import EmuError
+from llm_emu.fsutil import atomic_write_json
+from llm_emu.measure import BenchRun, MeasureSession
 from llm_emu.models import load_model_config
 from llm_emu.profile.features import STEP_COLUMNS
 from llm_emu.profile.pack import DeviceInfo, EngineSettings, ProfileMeta, ProfilePack, Provenance, save_pack
@@ -104,27 +105,17 @@ def write_pack(raw: Path, out: Path, model: str, model_config: dict[str, Any], m
     return pack
 
 
-def run_plan(server: Any, model: str, plan: list[PlanItem], result_dir: Path) -> list[dict[str, Any]]:
-    """Run the plan with vLLM's benchmark client; one summary row per run."""
-    from tqdm import tqdm
-
-    from llm_emu.benchclient import run_benchmark
-
-    rows = []
-    bar = tqdm(plan, desc="capture", unit="run", file=sys.stderr)
-    for item in bar:
-        bar.set_postfix_str(item.label)
-        server.reset_prefix_cache()
-        t0 = time.monotonic()
-        res = run_benchmark(server.base_url, server.served_model, item.workload, tokenizer_model=model,
-                            result_dir=result_dir, server_args=server.spec.vllm_args)
-        rows.append({"label": item.label, "seconds": time.monotonic() - t0, "completed": res.get("completed"),
-                     "output_throughput": res.get("output_throughput")})
-    return rows
+def run_plan(session: MeasureSession, plan: list[PlanItem], result_dir: Path) -> list[dict[str, Any]]:
+    """Run the plan with vLLM's benchmark client in a measure session; one summary row per run."""
+    runs = [BenchRun(item.workload, result_dir=result_dir, label=item.label) for item in plan]
+    return [{"label": m.run.label, "seconds": m.wall_s, "completed": m.result.get("completed"),
+             "output_throughput": m.result.get("output_throughput")}
+            for m in session.run_all(runs, progress="capture")]
 
 
 def main(args: argparse.Namespace) -> int:
-    from llm_emu.server import ServerProcess, ServerSpec
+    from llm_emu.measure import MeasureTarget, measure_loop
+    from llm_emu.server import ServerSpec
 
     user = list(getattr(args, "vllm_args", []) or [])
     for flag in ("--worker-cls", "--additional-config"):
@@ -146,25 +137,25 @@ def main(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     print(f"llm-emu profile: starting real vLLM ({'cpu' if cpu else 'cuda'}) for {args.model}; log {spec.log_path}",
           file=sys.stderr, flush=True)
-    with pin.client(), ServerProcess(spec) as server:
-        print(f"llm-emu profile: server healthy after {server.startup_s:.0f} s", file=sys.stderr, flush=True)
-        roles = pin.apply_to_server(server)
+    with measure_loop().open(MeasureTarget(server=spec, tokenizer_model=args.model, pinning=pin)) as session:
+        print(f"llm-emu profile: server healthy after {session.startup_s:.0f} s", file=sys.stderr, flush=True)
+        roles = session.pinned
         info = read_worker_info(raw)
         eng = info.get("engine", {})
         plan = capture_plan(int(eng.get("max_num_batched_tokens", 2048)), int(eng.get("max_num_seqs", 128)),
                             int(eng.get("max_model_len", 4096)), quick=args.quick,
                             sharegpt_prompts=args.sharegpt_prompts,
                             sharegpt_rates=tuple(float(x) for x in args.sharegpt_rates.split(",") if x))
-        runs = run_plan(server, args.model, plan, out / "bench")
+        runs = run_plan(session, plan, out / "bench")
     method = ("llm-emu profile" + (" --quick" if args.quick else "") + f" ({len(plan)} benchmark runs: random "
               "prefill/decode/long-context/mixed + ShareGPT); vllm flags: " + shlex.join(user) + pin.describe())
     pack = write_pack(raw, out, args.model, load_model_config(args.model), method, args.min_cpu_share)
     recorded = len(read_steps(raw))
     summary = {"recorded_steps": recorded, "dropped_contended_steps": recorded - len(pack.steps),
                "pinning": {str(k): v for k, v in roles.items()}, "seconds_total": time.monotonic() - t_start,
-               "startup_s": server.startup_s, "runs": runs,
+               "startup_s": session.startup_s, "runs": runs,
                "num_steps": len(pack.steps), "num_requests": 0 if pack.requests is None else len(pack.requests)}
-    (out / "capture.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_json(out / "capture.json", summary)
     if not args.keep_raw:
         for f in raw.glob("*.jsonl"):
             f.unlink()

@@ -9,7 +9,6 @@ client's JSON files.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -20,6 +19,7 @@ import pandas as pd
 
 from llm_emu.capture.cpuset import ServerPinning
 from llm_emu.errors import EmuError
+from llm_emu.fsutil import atomic_write_json, atomic_write_parquet, atomic_write_text
 from llm_emu.validate.errors import KIND_EMU, KIND_REAL, error_frame, error_table, markdown_table, values_table
 
 #: Scalar vLLM result keys kept in results.parquet (per-request lists stay in the client's JSON files).
@@ -89,32 +89,29 @@ def server_spec(kind: str, args: argparse.Namespace, pin: ServerPinning, out: Pa
 
 def run_side(kind: str, args: argparse.Namespace, pin: ServerPinning, out: Path,
              cells: list[tuple[float, float]]) -> list[dict[str, Any]]:
-    """Start one server, run every cell, stop it; one result row per cell."""
-    from tqdm import tqdm
-
-    from llm_emu.benchclient import Workload, run_benchmark
-    from llm_emu.server import ServerProcess
+    """Start one server, run every cell, stop it; one result row per cell, appended to results.parquet at once."""
+    from llm_emu.benchclient import Workload
+    from llm_emu.measure import BenchRun, Measurement, MeasureTarget, measure_loop
 
     spec = server_spec(kind, args, pin, out)
+    runs = [BenchRun(Workload(dataset=args.dataset, num_prompts=args.num_prompts, request_rate=rate,
+                              burstiness=burst, seed=args.seed),
+                     result_dir=out / "bench" / kind, label=f"rate={rate:g} burstiness={burst:g}")
+            for burst, rate in cells]
     rows: list[dict[str, Any]] = []
+
+    def persist(m: Measurement) -> None:
+        wl = m.run.workload
+        row = {"kind": kind, "rate": wl.request_rate, "burstiness": wl.burstiness, "wall_s": m.wall_s,
+               "startup_s": m.startup_s, **_scalar(m.result)}
+        rows.append(row)
+        _append(out / "results.parquet", row)
+
     print(f"llm-emu validate: starting the {kind} server; log {spec.log_path}", file=sys.stderr, flush=True)
-    with pin.client(), ServerProcess(spec) as server:
-        roles = pin.apply_to_server(server)
-        print(f"llm-emu validate: {kind} server up in {server.startup_s:.0f} s; pinning "
-              f"{sorted(roles.items())}{pin.describe()}", file=sys.stderr, flush=True)
-        bar = tqdm(cells, desc=kind, unit="cell", file=sys.stderr)
-        for burst, rate in bar:
-            bar.set_postfix_str(f"rate={rate:g} burstiness={burst:g}")
-            server.reset_prefix_cache()
-            wl = Workload(dataset=args.dataset, num_prompts=args.num_prompts, request_rate=rate, burstiness=burst,
-                          seed=args.seed)
-            t0 = time.monotonic()
-            res = run_benchmark(server.base_url, server.served_model, wl, tokenizer_model=args.model,
-                                result_dir=out / "bench" / kind, server_args=spec.vllm_args)
-            row = {"kind": kind, "rate": rate, "burstiness": burst, "wall_s": time.monotonic() - t0,
-                   "startup_s": server.startup_s, **_scalar(res)}
-            rows.append(row)
-            _append(out / "results.parquet", row)
+    with measure_loop().open(MeasureTarget(server=spec, tokenizer_model=args.model, pinning=pin)) as session:
+        print(f"llm-emu validate: {kind} server up in {session.startup_s:.0f} s; pinning "
+              f"{sorted(session.pinned.items())}{pin.describe()}", file=sys.stderr, flush=True)
+        session.run_all(runs, on_result=persist, progress=kind)
     return rows
 
 
@@ -122,7 +119,7 @@ def _append(path: Path, row: dict[str, Any]) -> None:
     df = pd.DataFrame([row])
     if path.is_file():
         df = pd.concat([pd.read_parquet(path), df], ignore_index=True)
-    df.to_parquet(path, index=False)
+    atomic_write_parquet(path, df)
 
 
 def report(out: Path, title: str, command: str = "") -> str:
@@ -133,7 +130,7 @@ def report(out: Path, title: str, command: str = "") -> str:
     # Keep the latest run per (kind, cell): reruns of one side replace earlier ones.
     results = results.groupby(["kind", "burstiness", "rate"], as_index=False).tail(1)
     errors = error_frame(results)
-    errors.to_parquet(out / "errors.parquet", index=False)
+    atomic_write_parquet(out / "errors.parquet", errors)
     md = [f"# {title}\n"]
     if command:
         md.append(f"```\n{command}\n```\n")
@@ -142,7 +139,7 @@ def report(out: Path, title: str, command: str = "") -> str:
     md.append("\n## Values\n")
     md.append(values_table(errors))
     text = "\n".join(md)
-    (out / "errors.md").write_text(text)
+    atomic_write_text(out / "errors.md", text)
     if not errors.empty:
         plot_validation(errors, out / "validation.png", title)
     return text
@@ -162,7 +159,7 @@ def main(args: argparse.Namespace) -> int:
     cells = [(b, r) for b in _floats(args.burstiness) for r in _floats(args.rates)]
     if not cells:
         raise EmuError("no cells: give --rates and --burstiness")
-    (out / "validate.json").write_text(json.dumps({"argv": sys.argv, "pinning": pin.describe()}, indent=2))
+    atomic_write_json(out / "validate.json", {"argv": sys.argv, "pinning": pin.describe()})
     t0 = time.monotonic()
     per_start = int(getattr(args, "cells_per_start", 0) or 0) or len(cells)
     for i in range(0, len(cells), per_start):
