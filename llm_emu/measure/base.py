@@ -13,10 +13,15 @@ Contract for implementations:
   plain Python numbers). A run in which no request completes raises :class:`~llm_emu.errors.WorkloadError`.
 * Runs execute sequentially, in the given order, against one engine instance per session; with
   ``MeasureTarget.reset_prefix_cache`` every run after the first starts from an empty prefix cache.
-* ``on_result`` is called with each measurement as soon as its run finishes and before the next run starts,
-  so a caller that persists there loses nothing when a later run (or the process) dies.
+* ``on_result`` is called with each measurement, in order, as soon as the implementation has it (the server
+  loop: right after the run, before the next one starts), so a caller that persists there loses nothing
+  already measured when a later run (or the process) dies.
 * Leaving the session's context stops everything it started, also on errors and KeyboardInterrupt.
 * Sessions are not thread-safe; use one per thread.
+
+An implementation subclasses :class:`MeasureLoop` (``open``) and :class:`MeasureSession` (``startup_s``,
+``_benchmark``, ``_reset_prefix_cache``); one that answers runs in batches (e.g. one worker process per
+session) may override ``MeasureSession.run_all`` and ``MeasureLoop.measure`` instead, keeping the contract.
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ class BenchRun:
     """SLOs in ms for vLLM's ``--goodput`` (keys ttft, tpot, e2el); None: no goodput."""
     result_dir: Path | None = None
     """Where vLLM saves its result JSON (None: a temp dir)."""
+    client_args: tuple[str, ...] = ()
+    """Further `vllm bench serve` flags, e.g. ("--temperature", "0")."""
     label: str = ""
     """Short description for progress output, e.g. ``rate=4 burstiness=1``."""
 

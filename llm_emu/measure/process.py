@@ -80,7 +80,8 @@ class _ServerSession(MeasureSession):
     def _benchmark(self, run: BenchRun) -> dict[str, Any]:
         return self._run_benchmark(self.server.base_url, self.server.served_model, run.workload,
                                    tokenizer_model=self.target.tokenizer, goodput=run.goodput,
-                                   result_dir=run.result_dir, server_args=self.target.server.vllm_args)
+                                   result_dir=run.result_dir, extra_args=run.client_args,
+                                   server_args=self.target.server.vllm_args)
 
     def _reset_prefix_cache(self) -> None:
         self.server.reset_prefix_cache()

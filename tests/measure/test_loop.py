@@ -13,7 +13,7 @@ from llm_emu.measure.process import ServerLoop
 from llm_emu.server import ServerSpec
 from tests.measure.fakes import Events, FakePinning, fake_loop
 
-SPEC = ServerSpec(kind="emulated", model="tiny-llama", profile="formula:")
+SPEC = ServerSpec(kind="emulated", model="tiny-llama", profile="formula:", vllm_args=("--tokenizer-mode", "auto"))
 
 
 def _runs(tmp_path: Path, *rates: float) -> list[BenchRun]:
@@ -31,7 +31,8 @@ def test_runs_in_order_with_resets_between(tmp_path: Path) -> None:
     assert all(m.startup_s == 1.5 and m.wall_s >= 0 for m in out)
     call = events.bench_calls[1]
     assert (call["model"], call["tokenizer_model"], call["goodput"]) == ("served-tiny-llama", "tok", {"ttft": 100.0})
-    assert call["result_dir"] == tmp_path / "r1"
+    assert call["result_dir"] == tmp_path / "r1" and call["extra_args"] == ()
+    assert call["server_args"] == SPEC.vllm_args
 
 
 def test_no_reset_when_asked_and_tokenizer_defaults_to_the_model(tmp_path: Path) -> None:

@@ -26,5 +26,6 @@ def test_trial_runs_every_rate_in_one_server(tmp_path):
     call = events.bench_calls[2]
     assert call["result_dir"] == ctx.raw_dir(trial, math.inf) and call["goodput"] == trial.slo.goodput()
     assert call["workload"].num_prompts == 7 and call["tokenizer_model"] == trial.model
+    assert call["server_args"] == trial.vllm_flags()
     (spec,) = events.specs
     assert spec.vllm_args == trial.vllm_flags() and spec.log_path == ctx.log_file(trial) and spec.kind == "emulated"
