@@ -17,6 +17,7 @@ from typing import Any
 
 from llm_emu.benchclient import Workload
 from llm_emu.errors import EmuError
+from llm_emu.fsutil import atomic_write_text
 from llm_emu.virtual.host import HostModel
 
 ERROR_FILE = "error.txt"
@@ -33,9 +34,7 @@ def _workload(data: dict[str, Any]) -> Workload:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data))
 
 
 def run_job(job: dict[str, Any]) -> None:
