@@ -16,6 +16,7 @@ DEFAULT_LOOP = "server"
 # name -> "module:Class"; modules are imported only when the loop is built.
 _REGISTRY: dict[str, str] = {
     "server": "llm_emu.measure.process:ServerLoop",
+    "virtual": "llm_emu.virtual.measure:VirtualMeasureLoop",
 }
 
 
