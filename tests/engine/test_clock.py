@@ -59,3 +59,15 @@ def test_host_stalls_are_not_paid_back() -> None:
     tl.released(b, clock.now())
     nxt = tl.book(0.005)
     assert nxt.end - clock.now() >= 0.005 - 0.001 - 1e-9
+
+
+def test_no_credit_after_an_idle_engine() -> None:
+    """A step launched long after the late release (a request arriving at an idle engine) gets no credit."""
+    clock = FakeClock()
+    tl = DeviceTimeline(clock)
+    b = tl.book(0.005)
+    clock.sleep_until(b.end)
+    tl.released(b, clock.now())  # 0.3 ms late
+    clock.t += 2.0  # idle until the next request arrives
+    nxt = tl.book(0.005)
+    assert nxt.start == nxt.launched and abs(nxt.end - nxt.launched - 0.005) < 1e-12
