@@ -3,7 +3,8 @@
 Sizes are relative to the engine's resolved limits (max_num_batched_tokens B, max_num_seqs S, max_model_len L)
 so the same plan fits a CPU server (2048/128) and an H100 server (8192/1024):
 
-* pure prefill steps up to B tokens (random dataset, one request at a time, few output tokens);
+* pure prefill steps from 8 tokens (short chat prompts, the first step of a request at light load) up to B
+  tokens (random dataset, one request at a time, few output tokens);
 * decode batches from 1 to S requests at short and long contexts (random dataset, max_concurrency levels);
 * mixed prefill+decode steps (random dataset at high concurrency, chunked prefill);
 * ShareGPT at several Poisson rates (the shape of the validation workload).
@@ -14,6 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llm_emu.benchclient import Workload
+
+SMALL_PREFILLS = (8, 16, 32)
+"""Prompt lengths (tokens) of short pure prefills: ShareGPT has many, and at light load each is alone in its step."""
+PREFILL_FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0)
+"""Pure prefill sizes as fractions of the largest prompt that fits (about max_num_batched_tokens)."""
 
 
 @dataclass(frozen=True)
@@ -41,16 +47,17 @@ def capture_plan(max_num_batched_tokens: int, max_num_seqs: int, max_model_len: 
     if quick:
         items += [
             _rnd(big, 4, 1, 3, 1),
+            *(_rnd(n, 2, 1, 4, 5 + i) for i, n in enumerate(SMALL_PREFILLS)),
             _rnd(min(256, big), 32, 16, 32, 2),
             _rnd(64, 64, min(S, 64), min(S, 64), 3),
         ]
         sg = [PlanItem("sharegpt rate=3", Workload(dataset="sharegpt", num_prompts=80, request_rate=3.0, seed=4))]
         return [*items, *sg]
     seed = 10
-    # Pure prefill sweep: one request at a time.
-    for frac in (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0):
-        inp = max(8, int(big * frac))
-        items.append(_rnd(inp, 2, 1, 6 if frac <= 0.25 else 4, seed))
+    # Pure prefill sweep: one request at a time, short prompts first.
+    sizes = sorted({*(n for n in SMALL_PREFILLS if n < big // 32), *(max(8, int(big * f)) for f in PREFILL_FRACTIONS)})
+    for inp in sizes:
+        items.append(_rnd(inp, 2, 1, 6 if inp <= big // 4 else 4, seed))
         seed += 1
     # Decode batches at short contexts, 1..S.
     conc = 1

@@ -128,6 +128,9 @@ def test_plan_covers_the_batch_space() -> None:
     assert len(rates) >= 3
     quick = capture_plan(2048, 128, 4096, quick=True)
     assert len(quick) < len(plan)
+    for items in (plan, quick):  # short prompts alone in their step (light load) are covered
+        pure = {p.workload.random_input_len for p in items if p.workload.max_concurrency == 1}
+        assert {8, 16, 32} <= pure
 
 
 def test_contended_steps_are_dropped() -> None:

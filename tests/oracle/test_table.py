@@ -59,3 +59,22 @@ def test_context_length_matters() -> None:
 def test_too_small_table_is_a_clear_error() -> None:
     with pytest.raises(OracleError, match="needs a measured steps table"):
         TableOracle(make_pack(steps=synthetic_steps(n=3)))
+
+
+def test_a_small_prefill_is_not_drawn_from_decode_steps() -> None:
+    """A step with prompt tokens costs a fixed extra (new request, prefill path) that decode steps lack; its
+    neighbours must be steps with prompt tokens even where 1-request decode steps are closer in feature space
+    (the fixed extra is per step, so the linear model's per-request term cannot transport it)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(2000):  # many small decode steps: 2 ms + 0.1 ms per request
+        d = int(rng.integers(1, 8))
+        rows.append((0, 0, d, d * 100, 0, 2000.0 + 100.0 * d))
+    for p in (64, 128, 256, 512, 1024, 2048):  # pure prefills: 6 ms + 0.05 ms per token, 1 or 8 prompts
+        rows += [(p, 1, 0, 0, 0, 6000.0 + 50.0 * p)] * 6 + [(p, 8, 0, 0, 0, 6000.0 + 50.0 * p)] * 6
+    steps = pd.DataFrame(rows, columns=list(STEP_COLUMNS))
+    oracle = TableOracle(make_pack(steps=steps), seed=0)
+    got = oracle.expected(StepFeatures(num_prefill_tokens=16, num_prefill_reqs=1)) * 1e6
+    assert abs(got - (6000.0 + 50.0 * 16)) / 6800.0 < 0.15, got
+    decode = oracle.expected(StepFeatures(num_decode_reqs=1, decode_context_tokens=100)) * 1e6
+    assert abs(decode - 2100.0) / 2100.0 < 0.05, decode
