@@ -109,7 +109,8 @@ def run_plan(session: MeasureSession, plan: list[PlanItem], result_dir: Path) ->
     """Run the plan with vLLM's benchmark client in a measure session; one summary row per run."""
     runs = [BenchRun(item.workload, result_dir=result_dir, label=item.label) for item in plan]
     return [{"label": m.run.label, "seconds": m.wall_s, "completed": m.result.get("completed"),
-             "output_throughput": m.result.get("output_throughput")}
+             "output_throughput": m.result.get("output_throughput"),
+             "request_throughput": m.result.get("request_throughput")}
             for m in session.run_all(runs, progress="capture")]
 
 

@@ -1,29 +1,29 @@
-"""`llm-emu validate`: one workload, real vLLM server then emulated server (never both at once), vLLM's client.
+"""`llm-emu validate`: one workload on real vLLM and on the emulator, vLLM's own client; errors and noise floor.
 
-Per (arrival pattern, rate) cell both servers get the same ShareGPT (or random) requests with the same seed.
-Outputs in ``--out``: ``results.parquet`` (one row per run, vLLM's metric keys), ``errors.parquet`` (long
-table), ``errors.md`` (Table-1-shaped signed % errors + raw values), ``validation.png``, server logs and the
-client's JSON files.
+Both servers are up for the whole validation; per (arrival pattern, rate) cell the runs go real, emulated,
+real (``--no-aa``: real, emulated), ``--repeats`` times, all with the same ShareGPT (or random) requests and
+seed. The two real runs of a cell give its noise floor (real vs real), against which the emulator's error is
+judged. Outputs in ``--out``: ``results.parquet`` (one row per run: vLLM's metric keys, vLLM's request timing,
+the run's time window), ``errors.parquet``, ``step_errors.parquet``, ``errors.md``, ``validation.png``, the
+step traces of both sides, server logs and the client's JSON files. See ``llm_emu.validate.report``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from llm_emu.capture.cpuset import ServerPinning
 from llm_emu.errors import EmuError
-from llm_emu.fsutil import atomic_write_json, atomic_write_parquet, atomic_write_text
-from llm_emu.validate.errors import KIND_EMU, KIND_REAL, error_frame, error_table, markdown_table, values_table
-
-#: Scalar vLLM result keys kept in results.parquet (per-request lists stay in the client's JSON files).
-LIST_KEYS = ("ttfts", "itls", "input_lens", "output_lens", "start_times", "errors", "generated_texts")
+from llm_emu.fsutil import atomic_write_json
+from llm_emu.validate.errors import KIND_EMU, KIND_REAL
+from llm_emu.validate.plan import PlannedRun, describe, schedule
+from llm_emu.validate.report import report
 
 
 def _floats(text: str) -> list[float]:
@@ -34,30 +34,24 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of `llm-emu validate`; every other flag goes to both `vllm serve` commands unchanged."""
     parser.add_argument("--profile", required=True, help="profile pack directory (made by `llm-emu profile`)")
     parser.add_argument("--model", default="tiny-llama", help="model (default %(default)s)")
-    parser.add_argument("--rates", default="2,4,6,8,10,12", help="request rates, req/s (default %(default)s)")
+    parser.add_argument("--rates", default="0.25,0.5,1,1.5,2,3", help="request rates, req/s (default %(default)s)")
     parser.add_argument("--burstiness", default="1,0.25",
                         help="gamma shapes of inter-arrival times, 1 = Poisson (default %(default)s)")
-    parser.add_argument("--num-prompts", type=int, default=500, help="requests per cell (default %(default)s)")
+    parser.add_argument("--num-prompts", type=int, default=500, help="requests per run (default %(default)s)")
     parser.add_argument("--dataset", default="sharegpt", choices=("sharegpt", "random"))
     parser.add_argument("--seed", type=int, default=0, help="workload seed (same for real and emulated)")
     parser.add_argument("--emu-seed", type=int, default=0, help="seed of the emulator's latency draws")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--only", choices=("real", "emulated"), default=None,
-                        help="run one side only (results are appended; rerun the other side later)")
-    parser.add_argument("--cells-per-start", type=int, default=0,
-                        help="alternate sides every K cells (restarting the servers) so real and emulated runs of a "
-                             "cell are close in time on a shared machine; 0 = all cells per side (default)")
-    parser.add_argument("--emu-trace", action="store_true",
-                        help="emulated side: write one JSON line per engine step to OUT/emulated-steps.jsonl "
-                             "(diagnostics; adds a little work per step)")
-    parser.add_argument("--real-trace", action="store_true",
-                        help="real side: run the capture's recording worker, steps to OUT/real-steps/ "
-                             "(diagnostics; adds a little work per step)")
+    parser.add_argument("--out", required=True, help="output directory (a rerun resumes where it stopped)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="repeats per cell; >= 2 gives each error a 95 %% interval (default %(default)s)")
+    parser.add_argument("--no-aa", action="store_true",
+                        help="run the real side once per cell (no noise floor; a third fewer runs)")
+    parser.add_argument("--capacity", type=float, default=None,
+                        help="saturated request throughput of the real server (req/s), for the duration estimate")
+    parser.add_argument("--no-step-trace", action="store_true",
+                        help="no step traces (real: the capture's recording worker; emulated: --trace), so no "
+                             "step-level report")
     ServerPinning.add_cli_args(parser)
-
-
-def _scalar(res: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in res.items() if k not in LIST_KEYS and not isinstance(v, (list, dict))}
 
 
 def server_spec(kind: str, args: argparse.Namespace, pin: ServerPinning, out: Path) -> Any:
@@ -71,7 +65,7 @@ def server_spec(kind: str, args: argparse.Namespace, pin: ServerPinning, out: Pa
         pack = load_pack(args.profile)
         cpu = not has_accelerator()
         flags = [*pin.real_server_args(cpu), *engine_flags(pack.meta.engine, user), *user]
-        if getattr(args, "real_trace", False):
+        if _traced(args):
             from llm_emu.capture.cli import CPU_WORKER, CUDA_WORKER
             from llm_emu.capture.recorder import additional_config
 
@@ -81,95 +75,80 @@ def server_spec(kind: str, args: argparse.Namespace, pin: ServerPinning, out: Pa
                           env=pin.server_env())
     # `--seed` here is `llm-emu serve`'s own (latency draws, synthetic tokens), parsed before vLLM's flags.
     flags = [*user, "--seed", str(args.emu_seed)]
-    if getattr(args, "emu_trace", False):
+    if _traced(args):
         flags += ["--trace", str(out / "emulated-steps.jsonl")]
     return ServerSpec(kind="emulated", model=args.model, profile=str(Path(args.profile).resolve()),
                       vllm_args=tuple(flags), log_path=out / "server-emulated.log", env=pin.server_env())
 
 
-def run_side(kind: str, args: argparse.Namespace, pin: ServerPinning, out: Path,
-             cells: list[tuple[float, float]]) -> list[dict[str, Any]]:
-    """Start one server, run every cell, stop it; one result row per cell, appended to results.parquet at once."""
+def _traced(args: argparse.Namespace) -> bool:
+    return not getattr(args, "no_step_trace", False)
+
+
+def targets(args: argparse.Namespace, pin: ServerPinning, out: Path) -> dict[str, Any]:
+    """MeasureTarget per side (the prefix cache is emptied before every run)."""
+    from llm_emu.measure import MeasureTarget
+
+    return {kind: MeasureTarget(server=server_spec(kind, args, pin, out), tokenizer_model=args.model, pinning=pin)
+            for kind in (KIND_REAL, KIND_EMU)}
+
+
+def bench_run(args: argparse.Namespace, out: Path) -> Any:
+    """PlannedRun -> BenchRun with the validation's workload."""
     from llm_emu.benchclient import Workload
-    from llm_emu.measure import BenchRun, Measurement, MeasureTarget, measure_loop
+    from llm_emu.measure import BenchRun
 
-    spec = server_spec(kind, args, pin, out)
-    runs = [BenchRun(Workload(dataset=args.dataset, num_prompts=args.num_prompts, request_rate=rate,
-                              burstiness=burst, seed=args.seed),
-                     result_dir=out / "bench" / kind, label=f"rate={rate:g} burstiness={burst:g}")
-            for burst, rate in cells]
-    rows: list[dict[str, Any]] = []
+    def make(r: PlannedRun) -> BenchRun:
+        wl = Workload(dataset=args.dataset, num_prompts=args.num_prompts, request_rate=r.rate,
+                      burstiness=r.burstiness, seed=args.seed)
+        return BenchRun(wl, result_dir=out / "bench" / r.kind, label=r.label)
 
-    def persist(m: Measurement) -> None:
-        wl = m.run.workload
-        row = {"kind": kind, "rate": wl.request_rate, "burstiness": wl.burstiness, "wall_s": m.wall_s,
-               "startup_s": m.startup_s, **_scalar(m.result)}
-        rows.append(row)
-        _append(out / "results.parquet", row)
-
-    print(f"llm-emu validate: starting the {kind} server; log {spec.log_path}", file=sys.stderr, flush=True)
-    with measure_loop().open(MeasureTarget(server=spec, tokenizer_model=args.model, pinning=pin)) as session:
-        print(f"llm-emu validate: {kind} server up in {session.startup_s:.0f} s; pinning "
-              f"{sorted(session.pinned.items())}{pin.describe()}", file=sys.stderr, flush=True)
-        session.run_all(runs, on_result=persist, progress=kind)
-    return rows
+    return make
 
 
-def _append(path: Path, row: dict[str, Any]) -> None:
-    df = pd.DataFrame([row])
-    if path.is_file():
-        df = pd.concat([pd.read_parquet(path), df], ignore_index=True)
-    atomic_write_parquet(path, df)
-
-
-def report(out: Path, title: str, command: str = "") -> str:
-    """errors.parquet + errors.md + validation.png from results.parquet (latest run per cell and side)."""
-    from llm_emu.validate.plot import plot_validation
-
-    results = pd.read_parquet(out / "results.parquet")
-    # Keep the latest run per (kind, cell): reruns of one side replace earlier ones.
-    results = results.groupby(["kind", "burstiness", "rate"], as_index=False).tail(1)
-    errors = error_frame(results)
-    atomic_write_parquet(out / "errors.parquet", errors)
-    md = [f"# {title}\n"]
-    if command:
-        md.append(f"```\n{command}\n```\n")
-    md.append("Signed % error of the emulator vs real vLLM, `100 * (emulated - real) / real`:\n")
-    md.append(markdown_table(error_table(errors)))
-    md.append("\n## Values\n")
-    md.append(values_table(errors))
-    text = "\n".join(md)
-    atomic_write_text(out / "errors.md", text)
-    if not errors.empty:
-        plot_validation(errors, out / "validation.png", title)
-    return text
-
-
-def main(args: argparse.Namespace) -> int:
-    from llm_emu.server import has_accelerator
-
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+def _check(args: argparse.Namespace) -> list[tuple[float, float]]:
     if not Path(args.profile).is_dir():
         raise EmuError(f"--profile {args.profile!r} is not a pack directory; capture one with `llm-emu profile`")
     user = list(getattr(args, "vllm_args", []) or [])
     if any(a.split("=", 1)[0] in ("--worker-cls", "--additional-config") for a in user):
         raise EmuError("--worker-cls/--additional-config are set by llm-emu; remove them")
-    pin = ServerPinning.from_args(args, not has_accelerator())
     cells = [(b, r) for b in _floats(args.burstiness) for r in _floats(args.rates)]
     if not cells:
         raise EmuError("no cells: give --rates and --burstiness")
-    atomic_write_json(out / "validate.json", {"argv": sys.argv, "pinning": pin.describe()})
+    if args.repeats < 1:
+        raise EmuError(f"--repeats {args.repeats} must be >= 1")
+    return cells
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def main(args: argparse.Namespace) -> int:
+    from llm_emu.server import has_accelerator
+    from llm_emu.validate.runner import pending, run_plan
+
+    cells = _check(args)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    pin = ServerPinning.from_args(args, not has_accelerator())
+    plan = schedule(cells, args.repeats, aa=not getattr(args, "no_aa", False))
+    todo = pending(plan, out)
+    print(f"llm-emu validate: {describe(todo, args.num_prompts, getattr(args, 'capacity', None))}"
+          f"{' (resumed: ' + str(len(plan) - len(todo)) + ' runs done)' if len(todo) < len(plan) else ''}",
+          file=sys.stderr, flush=True)
+    meta: dict[str, Any] = {"argv": sys.argv, "pinning": pin.describe(), "load_before": _load()}
+    atomic_write_json(out / "validate.json", meta)
     t0 = time.monotonic()
-    per_start = int(getattr(args, "cells_per_start", 0) or 0) or len(cells)
-    for i in range(0, len(cells), per_start):
-        group = cells[i:i + per_start]
-        for kind in (KIND_REAL, KIND_EMU):
-            if args.only and args.only != kind:
-                continue
-            run_side(kind, args, pin, out, group)
+    if todo:
+        run_plan(todo, targets(args, pin, out), bench_run(args, out), out)
+    meta |= {"load_after": _load(), "seconds": round(time.monotonic() - t0, 1)}
+    atomic_write_json(out / "validate.json", meta)
     cmd = "llm-emu validate " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else [])
-    text = report(out, f"llm-emu validate: {args.model}, {args.dataset}, {args.num_prompts} prompts/cell", cmd)
+    load = (f"Load average (1/5/15 min) before {'/'.join(map(str, meta['load_before']))}, after "
+            f"{'/'.join(map(str, meta['load_after']))}; {meta['seconds'] / 60:.0f} min.\n")
+    text = report(out, f"llm-emu validate: {args.model}, {args.dataset}, {args.num_prompts} prompts/run", cmd,
+                  profile=args.profile, preamble=load)
     print(text)
     print(f"llm-emu validate: done in {time.monotonic() - t0:.0f} s; results in {out}", file=sys.stderr)
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 #: (row label, vLLM benchmark result key) in table order.
@@ -46,77 +47,90 @@ def arrival_label(burstiness: float) -> str:
     return "Poisson" if burstiness == 1.0 else f"bursty g={burstiness:g}"
 
 
-def error_frame(results: pd.DataFrame, metrics: Iterable[tuple[str, str]] = METRICS) -> pd.DataFrame:
-    """Long table of errors: one row per (burstiness, rate, metric) with real, emulated and err_pct.
+def _runs(results: pd.DataFrame) -> pd.DataFrame:
+    """Results with ``repeat`` and ``run`` columns (old files without them: one repeat, runs in file order)."""
+    r = results.copy()
+    if "repeat" not in r.columns:
+        r["repeat"] = 0
+    if "run" not in r.columns:
+        r["run"] = r.groupby(["kind", "burstiness", "rate", "repeat"]).cumcount()
+    return r.sort_values(["burstiness", "rate", "repeat", "kind", "run"], kind="stable")
 
-    ``results`` has one row per run with columns kind ("real"/"emulated"), burstiness, rate and the vLLM keys.
-    When a cell was run several times, the runs are averaged first.
+
+def _t975(dof: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, dof))
+
+
+def cell_stats(err_k: list[float], aa_k: list[float]) -> dict[str, float]:
+    """Statistics of one (cell, metric) from its per-repeat errors and A/A differences (both in %).
+
+    * ``err_pct``: mean error over the K repeats; ``err_ci95``: half-width of its 95 % t-interval (K >= 2);
+    * ``aa_pct``: real-vs-real spread, the RMS of the A/A differences ``100 * (real_2 - real_1) / real_1``;
+    * ``floor_pct``: the noise floor, ``2 * sqrt(3 / (4 K)) * aa_pct``: two standard deviations of the mean
+      error an emulator indistinguishable from real vLLM would show (its error against the mean of two real
+      runs has variance 3/2 sigma^2, an A/A difference 2 sigma^2; sigma is estimated from this cell's A/A
+      pairs, K degrees of freedom, so the floor is itself uncertain at small K).
     """
-    keys = [k for _, k in metrics]
-    have = [k for k in keys if k in results.columns]
-    g = results.groupby(["kind", "burstiness", "rate"])[have].mean().reset_index()
-    real = g[g["kind"] == KIND_REAL].set_index(["burstiness", "rate"])
-    emu = g[g["kind"] == KIND_EMU].set_index(["burstiness", "rate"])
+    e = np.asarray([x for x in err_k if math.isfinite(x)], dtype=float)
+    a = np.asarray([x for x in aa_k if math.isfinite(x)], dtype=float)
+    nan = math.nan
+    err = float(e.mean()) if len(e) else nan
+    ci = _t975(len(e) - 1) * float(e.std(ddof=1)) / math.sqrt(len(e)) if len(e) >= 2 else nan
+    aa = float(np.sqrt(np.mean(a**2))) if len(a) else nan
+    floor = 2.0 * math.sqrt(3.0 / (4.0 * len(a))) * aa if len(a) else nan
+    return {"err_pct": err, "err_ci95": ci, "aa_pct": aa, "floor_pct": floor, "repeats": float(len(e))}
+
+
+def verdict(err_pct: float, floor_pct: float) -> str:
+    """'within' the noise floor, 'outside' it, or 'n/a' (no A/A pair or no error)."""
+    if not (math.isfinite(err_pct) and math.isfinite(floor_pct)):
+        return "n/a"
+    return "within" if abs(err_pct) <= floor_pct else "outside"
+
+
+def _repeat_values(grp: pd.DataFrame, key: str) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Per repeat of one cell: real mean, emulated mean, error and A/A difference for one metric."""
+    reals, emus, errs, aas = [], [], [], []
+    for _, rep in grp.groupby("repeat"):
+        real = rep.loc[rep["kind"] == KIND_REAL, key].astype(float).tolist()
+        emu = rep.loc[rep["kind"] == KIND_EMU, key].astype(float).tolist()
+        if not real or not emu:
+            continue
+        r_mean, e_mean = float(np.mean(real)), float(np.mean(emu))
+        reals.append(r_mean)
+        emus.append(e_mean)
+        errs.append(signed_pct_error(e_mean, r_mean))
+        aas.append(signed_pct_error(real[1], real[0]) if len(real) >= 2 else math.nan)
+    return reals, emus, errs, aas
+
+
+COLUMNS = ["burstiness", "rate", "metric", "key", "real", "emulated", "err_pct", "err_ci95", "aa_pct", "floor_pct",
+           "verdict", "repeats"]
+
+
+def error_frame(results: pd.DataFrame, metrics: Iterable[tuple[str, str]] = METRICS) -> pd.DataFrame:
+    """Long table of errors: one row per (burstiness, rate, metric), see ``cell_stats`` for the columns.
+
+    ``results`` has one row per benchmark run with columns kind ("real"/"emulated"), burstiness, rate, the
+    vLLM keys and optionally ``repeat`` (repeat index) and ``run`` (order of the run within its repeat and
+    side). Within a repeat the real runs are averaged (the emulated run is compared with the mean of the
+    real runs around it) and the first two real runs give the A/A difference.
+    """
+    if results.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    r = _runs(results)
     rows = []
-    for idx in sorted(set(real.index) & set(emu.index)):
+    for (burst, rate), grp in r.groupby(["burstiness", "rate"], sort=True):
         for label, key in metrics:
-            if key not in have:
+            if key not in grp.columns:
                 continue
-            r, e = float(real.loc[idx, key]), float(emu.loc[idx, key])
-            rows.append({"burstiness": idx[0], "rate": idx[1], "metric": label, "key": key, "real": r,
-                         "emulated": e, "err_pct": signed_pct_error(e, r)})
-    return pd.DataFrame(rows, columns=["burstiness", "rate", "metric", "key", "real", "emulated", "err_pct"])
-
-
-def _rate_label(rate: float) -> str:
-    return "inf" if rate == float("inf") else f"{rate:g}"
-
-
-def error_table(errors: pd.DataFrame) -> pd.DataFrame:
-    """Wide table: metric rows x (arrival, rate) columns of signed % error, plus 'max |err|'."""
-    if errors.empty:
-        return pd.DataFrame()
-    e = errors.copy()
-    e["cell"] = [f"{arrival_label(b)} {_rate_label(r)}/s" for b, r in zip(e["burstiness"], e["rate"], strict=True)]
-    order = [f"{arrival_label(b)} {_rate_label(r)}/s"
-             for b, r in sorted(set(zip(e["burstiness"], e["rate"], strict=True)), key=lambda t: (-t[0], t[1]))]
-    wide = e.pivot(index="metric", columns="cell", values="err_pct")[order]
-    wide = wide.reindex([m for m, _ in METRICS if m in wide.index])
-    wide["max |err|"] = wide.abs().max(axis=1)
-    return wide
-
-
-def markdown_table(wide: pd.DataFrame, goals: dict[str, float] | None = GOALS) -> str:
-    """The wide table as GitHub markdown, signed % with one decimal, plus the goal column."""
-    if wide.empty:
-        return "(no cells with both real and emulated results)\n"
-    cols = list(wide.columns)
-    head = ["metric", *cols] + (["goal"] if goals else [])
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-    for metric, row in wide.iterrows():
-        cells = []
-        for c in cols:
-            v = row[c]
-            if not isinstance(v, float) or math.isnan(v):
-                cells.append("n/a")
-            elif c == "max |err|":
-                cells.append(f"{v:.1f}")
-            else:
-                cells.append(f"{v:+.1f}")
-        if goals:
-            goal = goals.get(str(metric))
-            met = goal is not None and not math.isnan(row["max |err|"]) and row["max |err|"] <= goal
-            cells.append("" if goal is None else f"<= {goal:g} {'met' if met else 'not met'}")
-        lines.append("| " + " | ".join([str(metric), *cells]) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def values_table(errors: pd.DataFrame) -> str:
-    """Markdown of the raw values behind the errors (real vs emulated per cell)."""
-    if errors.empty:
-        return ""
-    lines = ["| arrival | rate | metric | real | emulated | err % |", "|---|---:|---|---:|---:|---:|"]
-    for _, r in errors.sort_values(["burstiness", "rate"], ascending=[False, True]).iterrows():
-        lines.append(f"| {arrival_label(r['burstiness'])} | {_rate_label(r['rate'])} | {r['metric']} | "
-                     f"{r['real']:.2f} | {r['emulated']:.2f} | {r['err_pct']:+.1f} |")
-    return "\n".join(lines) + "\n"
+            reals, emus, errs, aas = _repeat_values(grp, key)
+            if not errs:
+                continue
+            st = cell_stats(errs, aas)
+            rows.append({"burstiness": burst, "rate": rate, "metric": label, "key": key,
+                         "real": float(np.mean(reals)), "emulated": float(np.mean(emus)), **st,
+                         "verdict": verdict(st["err_pct"], st["floor_pct"])})
+    return pd.DataFrame(rows, columns=COLUMNS)

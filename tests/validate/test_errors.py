@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from llm_emu.validate.cli import report
-from llm_emu.validate.errors import error_frame, error_table, markdown_table, signed_pct_error
+from llm_emu.validate.errors import cell_stats, error_frame, signed_pct_error
+from llm_emu.validate.report import report
+from llm_emu.validate.tables import error_table, markdown_table, noise_markdown
 
 
 def test_signed_pct_error() -> None:
@@ -62,3 +64,49 @@ def test_report_writes_markdown_parquet_and_png(tmp_path: Path) -> None:
     assert "TTFT mean" in text
     assert (tmp_path / "errors.parquet").is_file() and (tmp_path / "errors.md").is_file()
     assert (tmp_path / "validation.png").stat().st_size > 10_000
+
+
+def test_cell_stats_noise_floor_and_interval() -> None:
+    st = cell_stats([2.0, 4.0], [3.0, -4.0])
+    assert st["err_pct"] == pytest.approx(3.0)
+    assert st["err_ci95"] == pytest.approx(12.706 * math.sqrt(2.0) / math.sqrt(2), rel=1e-3)  # t(1) * sd / sqrt(K)
+    assert st["aa_pct"] == pytest.approx(math.sqrt((9 + 16) / 2))
+    assert st["floor_pct"] == pytest.approx(2 * math.sqrt(3 / 8) * math.sqrt(12.5))
+    assert math.isnan(cell_stats([1.0], [math.nan])["floor_pct"])
+
+
+def _aa_results(repeats: int) -> pd.DataFrame:
+    """Per repeat: real 100, emulated 103, real 102 (mean TTFT); throughput identical on all runs."""
+    rows = []
+    for k in range(repeats):
+        for run, (kind, ttft) in enumerate([("real", 100.0), ("emulated", 103.0 + k), ("real", 102.0)]):
+            rows.append({"kind": kind, "burstiness": 1.0, "rate": 1.0, "repeat": k, "run": 1 if run == 2 else 0,
+                         "mean_ttft_ms": ttft, "output_throughput": 50.0})
+    return pd.DataFrame(rows)
+
+
+def test_error_frame_uses_both_real_runs_and_gives_a_verdict() -> None:
+    errors = error_frame(_aa_results(1)).set_index("metric")
+    ttft = errors.loc["TTFT mean"]
+    assert ttft["real"] == pytest.approx(101.0) and ttft["err_pct"] == pytest.approx(100 * 2 / 101)
+    assert ttft["aa_pct"] == pytest.approx(2.0)
+    assert ttft["floor_pct"] == pytest.approx(2 * math.sqrt(3 / 4) * 2.0)
+    assert ttft["verdict"] == "within"  # 1.98 % <= 3.46 %
+    thr = errors.loc["Output throughput"]
+    assert thr["err_pct"] == 0.0 and thr["floor_pct"] == 0.0 and thr["verdict"] == "within"
+
+
+def test_repeats_give_mean_and_interval() -> None:
+    errors = error_frame(_aa_results(3)).set_index("metric")
+    ttft = errors.loc["TTFT mean"]
+    errs = [100 * (103 + k - 101) / 101 for k in range(3)]
+    assert ttft["repeats"] == 3 and ttft["err_pct"] == pytest.approx(np.mean(errs))
+    assert ttft["err_ci95"] == pytest.approx(4.303 * np.std(errs, ddof=1) / math.sqrt(3), rel=1e-3)
+    assert ttft["verdict"] == "outside"  # 2.97 % > floor 2 * sqrt(1/4) * 2 = 2 %
+
+
+def test_noise_table_marks_verdict_and_floor_above_goal() -> None:
+    md = noise_markdown(error_frame(_aa_results(1)))
+    assert "| TTFT mean | 3.5 in | 1/1 |" in md
+    assert "| Output throughput | 0.0 in | 1/1 |" in md
+    assert "no A/A pairs" in noise_markdown(error_frame(_results()))
