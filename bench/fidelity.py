@@ -1,62 +1,151 @@
-"""Full fidelity run on the CPU hardware loop: capture a full profile from real vLLM-CPU, then validate.
+"""Full fidelity run on the CPU hardware loop: capture, validate with A/A, write the docs table.
 
-    .venv/bin/python bench/fidelity.py --out runs/fidelity [--rates 1,2,3,4,5] [--num-prompts 500]
+    .venv/bin/python bench/fidelity.py --out runs/fidelity --docs docs/FIDELITY.md
 
-Steps (each skipped when its output already exists, so an interrupted run resumes):
-  1. `llm-emu profile --model tiny-llama --out OUT/pack` (full capture plan);
-  2. `llm-emu validate --profile OUT/pack --rates ... --burstiness 1,0.25 --num-prompts N --out OUT/validate`;
-  3. prints OUT/validate/errors.md (Table-1-shaped signed % errors) and the wall time of each step.
+Run it on an otherwise idle machine (the load averages before and after are recorded with the table). Steps,
+each skipped when its output exists (an interrupted run resumes with the same command):
+
+1. `llm-emu profile --model tiny-llama --out OUT/pack` (full capture plan; ``--profile`` reuses a pack);
+2. the real server's capacity: the saturated request throughput of the capture's ShareGPT rate=inf run; the
+   rates are ``--load-fractions`` of it (light load well below capacity up to past saturation) unless
+   ``--rates`` is given;
+3. `llm-emu validate --profile OUT/pack --rates ... --burstiness 1,0.25 --num-prompts 500 --repeats K
+   --out OUT/validate` (both servers up, per cell real / emulated / real: the A/A noise floor; the
+   estimated duration is printed before it starts);
+4. OUT/fidelity.md: the dated section for docs/FIDELITY.md (command, machine, load averages, capacity, error
+   table, noise floor with verdicts, step-level accuracy); ``--docs FILE`` also replaces the section between
+   the ``<!-- fidelity-run -->`` markers in FILE.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import os
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- fidelity-run:begin -->", "<!-- fidelity-run:end -->"
+CAPACITY_RUN = "sharegpt rate=inf"
 
 
 def _run(cmd: list[str]) -> float:
-    print("$ " + " ".join(cmd), flush=True)
+    print("$ " + shlex.join(cmd), flush=True)
     t0 = time.monotonic()
     subprocess.run(cmd, check=True, cwd=ROOT)
     return time.monotonic() - t0
+
+
+def capacity(pack: Path) -> float | None:
+    """Saturated request throughput (req/s) of the capture's all-at-once ShareGPT run, if it has one."""
+    path = pack / "capture.json"
+    if not path.is_file():
+        return None
+    runs = json.loads(path.read_text()).get("runs", [])
+    found = [r.get("request_throughput") for r in runs if r.get("label") == CAPACITY_RUN]
+    return float(found[0]) if found and found[0] else None
+
+
+def rates_from(cap: float, fractions: str) -> str:
+    """Rates (2 significant digits) at the given fractions of the capacity."""
+    return ",".join(f"{float(f'{cap * float(f):.2g}'):g}" for f in fractions.split(",") if f.strip())
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores"
+
+
+def _load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _section(text: str, name: str) -> str:
+    """The markdown of one '## name' section of errors.md (without its heading)."""
+    part = text.split(f"\n## {name}\n", 1)
+    return part[1].split("\n## ", 1)[0].strip() + "\n" if len(part) == 2 else ""
+
+
+def docs_section(errors_md: str, command: str, meta: dict[str, str]) -> str:
+    """The dated section for docs/FIDELITY.md from a validation's errors.md."""
+    table = errors_md.split("```\n", 2)[-1].split("\n## ", 1)[0].strip()
+    return "\n".join([
+        BEGIN, f"### Full run {meta['date']}", "",
+        f"Machine: {meta['cpu']}; load average (1/5/15 min) before {meta['load_before']}, after "
+        f"{meta['load_after']}. Capacity of the real server (saturated ShareGPT request throughput in the "
+        f"capture): {meta['capacity']} req/s. Wall time: {meta['wall']}.", "",
+        "```", command, "```", "", table, "",
+        "Noise floor (real vs real, see \"Validation\" above). " + _section(errors_md, "Noise floor (real vs real)"),
+        "Step latency per batch shape (all cells):", "",
+        _section(errors_md, "Step latency per batch shape (all cells)"), END, ""])
+
+
+def replace_section(path: Path, section: str) -> None:
+    """Replace the marked section of ``path`` (or append it when there are no markers)."""
+    text = path.read_text()
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/fidelity")
     p.add_argument("--model", default="tiny-llama")
-    p.add_argument("--rates", default="2,4,6,8,10,12")
+    p.add_argument("--rates", default=None, help="request rates (default: --load-fractions of the capacity)")
+    p.add_argument("--load-fractions", default="0.25,0.5,0.75,1,1.25,1.5",
+                   help="rates as fractions of the measured capacity (default %(default)s)")
     p.add_argument("--burstiness", default="1,0.25")
     p.add_argument("--num-prompts", type=int, default=500)
+    p.add_argument("--repeats", type=int, default=1, help="real/emulated/real repeats per cell")
     p.add_argument("--sharegpt-rates", default="2,4,6,8,10,12,inf", help="ShareGPT rates of the capture")
     p.add_argument("--sharegpt-prompts", type=int, default=300, help="ShareGPT prompts per capture rate")
-    p.add_argument("--cells-per-start", type=int, default=2,
-                   help="alternate real/emulated every K cells (less drift between the two sides)")
     p.add_argument("--profile", default=None, help="use this pack instead of capturing one")
     p.add_argument("--quick-capture", action="store_true", help="capture with --quick (reduced run)")
+    p.add_argument("--docs", default=None, help="also replace the marked section of this file (docs/FIDELITY.md)")
     args, vllm_args = p.parse_known_args(argv)
     out = (ROOT / args.out).resolve() if not Path(args.out).is_absolute() else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    meta = {"date": dt.date.today().isoformat(), "cpu": _cpu(), "load_before": _load()}
+    t0 = time.monotonic()
     cli = [sys.executable, "-m", "llm_emu.cli"]
-    times: dict[str, float] = {}
     pack = Path(args.profile) if args.profile else out / "pack"
     if not (pack / "steps.parquet").is_file():
         cmd = [*cli, "profile", "--model", args.model, "--out", str(pack), "--sharegpt-rates", args.sharegpt_rates,
                "--sharegpt-prompts", str(args.sharegpt_prompts), "--keep-raw", *vllm_args]
-        times["capture_s"] = _run([*cmd, "--quick"] if args.quick_capture else cmd)
+        _run([*cmd, "--quick"] if args.quick_capture else cmd)
+    cap = capacity(pack)
+    rates = args.rates or (rates_from(cap, args.load_fractions) if cap else "0.25,0.5,1,1.5,2,3")
+    meta["capacity"] = f"{cap:.2f}" if cap else "unknown"
     val = out / "validate"
+    validate = [*cli, "validate", "--profile", str(pack), "--model", args.model, "--rates", rates,
+                "--burstiness", args.burstiness, "--num-prompts", str(args.num_prompts), "--repeats",
+                str(args.repeats), "--out", str(val), *(["--capacity", str(cap)] if cap else []), *vllm_args]
     if not (val / "errors.md").is_file():
-        times["validate_s"] = _run([*cli, "validate", "--profile", str(pack), "--model", args.model,
-                                    "--rates", args.rates, "--burstiness", args.burstiness,
-                                    "--num-prompts", str(args.num_prompts), "--out", str(val),
-                                    "--cells-per-start", str(args.cells_per_start), *vllm_args])
-    print((val / "errors.md").read_text())
-    print("wall times:", {k: f"{v:.0f} s" for k, v in times.items()})
+        _run(validate)
+    meta["load_after"] = _load()
+    meta["wall"] = f"{(time.monotonic() - t0) / 60:.0f} min"
+    command = "python bench/fidelity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    section = docs_section((val / "errors.md").read_text(), command + "\n# = llm-emu " + shlex.join(validate[3:]), meta)
+    (out / "fidelity.md").write_text(section)
+    if args.docs:
+        replace_section(Path(args.docs), section)
+    print(section)
     return 0
 
 
