@@ -98,7 +98,7 @@ def main() -> int:
     args = p.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    ns = argparse.Namespace(profile=args.profile, model=args.model, emu_seed=0, real_trace=True, emu_trace=True,
+    ns = argparse.Namespace(profile=args.profile, model=args.model, emu_seed=0, no_step_trace=False,
                             vllm_args=[])
     pin = ServerPinning.make(None, None, True)
     servers = {k: ServerProcess(server_spec(k, ns, pin, out)) for k in ("real", "emulated")}
