@@ -21,6 +21,8 @@ from llm_emu.profile.resolve import resolve_profile
 from llm_emu.serve import add_cli_args, build_command, engine_flags
 from tests.factories import LLAMA_8B, make_pack
 
+pytestmark = pytest.mark.window  # runs on every vLLM release of the version window (scripts/version_window.sh)
+
 
 def _args(*argv: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import requests
 
+from llm_emu.benchclient import Workload, run_benchmark
 from llm_emu.server import ServerProcess, ServerSpec
 
 pytestmark = pytest.mark.slow
@@ -44,6 +45,7 @@ def _complete(srv: ServerProcess, prompt: object, max_tokens: int, **extra: obje
 
 
 @pytest.mark.ci_e2e
+@pytest.mark.window
 def test_completions_chat_streaming_and_metrics(server: tuple[ServerProcess, Path]) -> None:
     srv, _ = server
     out = _complete(srv, "Hello, my name is", 12)
@@ -60,6 +62,19 @@ def test_completions_chat_streaming_and_metrics(server: tuple[ServerProcess, Pat
     assert chunks[-1]["usage"]["completion_tokens"] == 9
     metrics = requests.get(f"{srv.base_url}/metrics", timeout=30).text
     assert "vllm:num_requests_running" in metrics and "vllm:generation_tokens_total" in metrics
+
+
+@pytest.mark.ci_e2e
+@pytest.mark.window
+def test_vllm_benchmark_client_against_the_emulator(server: tuple[ServerProcess, Path], tmp_path: Path) -> None:
+    """A short run of vLLM's own benchmark client: every request completes with its exact output length."""
+    srv, _ = server
+    workload = Workload(dataset="random", num_prompts=20, request_rate=20, random_input_len=128,
+                        random_output_len=16, ignore_eos=True)
+    r = run_benchmark(srv.base_url, srv.served_model, workload, tokenizer_model="llama-3.1-8b", result_dir=tmp_path)
+    assert r["completed"] == 20 and r["total_output_tokens"] == 20 * 16
+    # 16 decode steps of 20 ms each bound the per-request decode time from below.
+    assert r["mean_tpot_ms"] >= DECODE_MS * 0.9 and r["mean_ttft_ms"] > 0
 
 
 @pytest.mark.ci_e2e

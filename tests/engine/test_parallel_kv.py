@@ -24,6 +24,8 @@ from llm_emu.models import MODELS_DIR, resolve_model
 from llm_emu.profile.pack import EngineSettings, ProfileMeta, ProfilePack
 from llm_emu.profile.resolve import resolve_profile
 
+pytestmark = pytest.mark.window  # runs on every vLLM release of the version window (scripts/version_window.sh)
+
 LLAMA_70B = json.loads((MODELS_DIR / "llama-3.1-70b" / "config.json").read_text())
 GIB = 2**30
 BLOCK = 16
@@ -50,15 +52,19 @@ def vllm_config() -> Callable[..., Any]:
 
 def _vllm_blocks(cfg: Any, pack: ProfilePack) -> int:
     """What vLLM's engine core computes from the emulated worker's report (EngineCore._initialize_kv_caches)."""
-    from vllm.v1.attention.backends.utils import resolve_kv_cache_layout
     from vllm.v1.core.kv_cache_utils import get_kv_cache_configs
-    from vllm.v1.core.single_type_kv_cache_manager import register_all_kvcache_specs
 
     plan = kv_plan(cfg, pack)
     specs = kv_cache_spec(cfg, plan.layers)
-    register_all_kvcache_specs(cfg)
-    layout = resolve_kv_cache_layout(cfg, [compat.kv_cache_layouts()], list(specs.values()))
-    cfg.cache_config.kv_cache_layout = layout.name
+    try:  # vLLM >= 0.32 registers spec types and resolves one KV layout before sizing the cache
+        from vllm.v1.attention.backends.utils import resolve_kv_cache_layout
+        from vllm.v1.core.single_type_kv_cache_manager import register_all_kvcache_specs
+    except ImportError:
+        pass
+    else:
+        register_all_kvcache_specs(cfg)
+        layout = resolve_kv_cache_layout(cfg, [compat.kv_cache_layouts()], list(specs.values()))
+        cfg.cache_config.kv_cache_layout = layout.name
     configs = get_kv_cache_configs(cfg, [specs], [plan.available_bytes])
     return int(configs[0].num_blocks)
 
