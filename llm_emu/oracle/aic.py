@@ -69,8 +69,9 @@ class AicOracle(LatencyOracle):
                                             "num_decode_requests": 1, "sum_decode_kv_tokens": 1}}
                 )
         except Exception as exc:
-            raise OracleError(f"aiconfigurator cannot model system {system!r} with this model at TP={native['tp_size']} "
-                              f"PP={native['pp_size']}: {exc}") from None
+            layout = f"TP={native['tp_size']} PP={native['pp_size']}"
+            raise OracleError(f"aiconfigurator cannot model system {system!r} with this model at {layout}: {exc}"
+                              ) from None
         self._cache: dict[tuple[int, ...], float] = {}
 
     def expected(self, features: StepFeatures) -> float:

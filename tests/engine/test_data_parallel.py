@@ -6,6 +6,7 @@ the requests. The step trace carries each engine core's replica (``dp_rank``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -76,8 +77,8 @@ def test_pipeline_stages_overlap_micro_batches(server: tuple[ServerProcess, Path
         steps = [json.loads(line) for line in trace.read_text().splitlines()]
     for rank in (0, 1):
         mine = [s for s in steps if s["dp_rank"] == rank]
-        overlapping = [b for a, b in zip(mine, mine[1:]) if b["start"] < a["end"] - 1e-4]
+        overlapping = [b for a, b in itertools.pairwise(mine) if b["start"] < a["end"] - 1e-4]
         assert overlapping, f"replica {rank}: no two steps were ever in the pipeline together"
         # A step never leaves the pipeline before its own latency, nor enters stage 0 before the previous left it.
         assert all(s["end"] - s["start"] >= s["latency"] - 1e-9 for s in mine)
-        assert all(b["start"] >= a["start"] + a["latency"] / 2 - 1e-9 for a, b in zip(mine, mine[1:]))
+        assert all(b["start"] >= a["start"] + a["latency"] / 2 - 1e-9 for a, b in itertools.pairwise(mine))
