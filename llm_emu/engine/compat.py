@@ -126,14 +126,22 @@ def data_parallel_rank(vllm_config: Any) -> int:
     return int(index if index is not None else pc.data_parallel_rank)
 
 
-def async_scheduling_with_pp() -> bool:
-    """Whether this vLLM overlaps scheduling with PP > 1 here.
+def vllm_version() -> tuple[int, int]:
+    """(major, minor) of the installed vLLM (CPU or CUDA build)."""
+    import vllm
 
-    Only Model Runner V2 does (vLLM >= 0.32 on CUDA, PP + 1 batches in flight); it needs Triton on a GPU, so
-    the CPU build runs the V1 runner, which refuses async scheduling with PP: PP then runs synchronously with
-    PP batches in flight (vLLM's batch queue).
+    major, minor = (vllm.__version__.split("+")[0].split(".") + ["0"])[:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+
+def async_scheduling_with_pp() -> bool:
+    """Whether this vLLM keeps async scheduling with PP > 1 on the model runner the emulator gets.
+
+    Up to 0.30 the V1 model runner accepts it (PP batches in flight). From 0.31 on vLLM refuses async
+    scheduling with PP on the V1 runner and only Model Runner V2 keeps it (default on CUDA, PP + 1 batches in
+    flight); V2 needs Triton on a GPU, so the CPU build runs V1 and PP runs synchronously there.
     """
-    return False
+    return vllm_version() < (0, 31)
 
 
 def pipeline_stage_layers(num_layers: int, pipeline_parallel_size: int) -> list[range]:

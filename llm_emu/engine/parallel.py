@@ -80,6 +80,6 @@ def for_layout(pack: ProfilePack, layout: ParallelLayout) -> ProfilePack:
     engine = replace(pack.meta.engine, tensor_parallel_size=layout.tensor_parallel_size,
                      pipeline_parallel_size=layout.pipeline_parallel_size)
     if layout.pipeline_parallel_size > 1 and not compat.async_scheduling_with_pp():
-        engine = replace(engine, async_scheduling=False)
+        engine = replace(engine, async_scheduling=False)  # vLLM would refuse the profile's flag
     meta = ProfileMeta(**{**pack.meta.__dict__, "engine": engine})
     return ProfilePack(meta=meta, steps=pack.steps, requests=pack.requests, path=pack.path)
