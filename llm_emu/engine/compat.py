@@ -130,7 +130,7 @@ def vllm_version() -> tuple[int, int]:
     """(major, minor) of the installed vLLM (CPU or CUDA build)."""
     import vllm
 
-    major, minor = (vllm.__version__.split("+")[0].split(".") + ["0"])[:2]
+    major, minor = [*vllm.__version__.split("+")[0].split("."), "0"][:2]
     return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
 
 
