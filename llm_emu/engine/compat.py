@@ -1,4 +1,5 @@
-"""Everything that depends on the vLLM version lives here (supported: vLLM >=0.24,<0.34; CI tests 0.32 CPU)."""
+"""Everything that depends on the vLLM version lives here (supported: vLLM >=0.24,<0.34; CI tests the CPU build 0.28,
+0.30 and 0.32: scripts/version_window.sh)."""
 
 from __future__ import annotations
 
