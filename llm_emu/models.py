@@ -84,8 +84,11 @@ def resolve_model(model: str) -> ResolvedModel:
     tok_link = dest / meta["tokenizer_file"]
     target = _package_file(meta["tokenizer"])
     if not tok_link.exists() or tok_link.resolve() != target.resolve():
-        tok_link.unlink(missing_ok=True)
-        tok_link.symlink_to(target)
+        # Atomic: several processes (and venvs with their own copy of the package) may resolve at once.
+        tmp_link = dest / f".{meta['tokenizer_file']}.{os.getpid()}.tmp"
+        tmp_link.unlink(missing_ok=True)
+        tmp_link.symlink_to(target)
+        os.replace(tmp_link, tok_link)
     return ResolvedModel(model=str(dest), tokenizer=str(dest), tokenizer_mode="mistral", served_name=name)
 
 

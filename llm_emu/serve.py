@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from llm_emu.engine import compat
+from llm_emu.engine.parallel import ParallelLayout, for_layout
 from llm_emu.engine.plugin import GATE_ENV
 from llm_emu.engine.settings import EmuSettings
 from llm_emu.errors import EmuError, ServerError
@@ -100,7 +101,9 @@ def load_and_check(args: argparse.Namespace) -> ProfilePack:
     from llm_emu.oracle import create_oracle
     from llm_emu.profile.resolve import resolve_profile
 
-    pack = resolve_profile(args.profile, require_model_config(args.model))
+    user = list(getattr(args, "vllm_args", []) or [])
+    compat.check_flags(user)
+    pack = for_layout(resolve_profile(args.profile, require_model_config(args.model)), ParallelLayout.from_flags(user))
     create_oracle(pack, args.oracle, seed=args.seed)
     return pack
 

@@ -7,16 +7,22 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from llm_emu.cli import main
+from llm_emu.engine import compat
+from llm_emu.engine.parallel import ParallelLayout, for_layout
 from llm_emu.engine.plugin import GATE_ENV, platform_plugin
-from llm_emu.errors import UnsupportedFeatureError
-from llm_emu.profile.pack import EngineSettings
+from llm_emu.errors import ProfileError, UnsupportedFeatureError
+from llm_emu.profile.pack import EngineSettings, load_pack, save_pack
 from llm_emu.profile.resolve import resolve_profile
 from llm_emu.serve import add_cli_args, build_command, engine_flags
-from tests.factories import LLAMA_8B
+from tests.factories import LLAMA_8B, make_pack
+
+pytestmark = pytest.mark.window  # runs on every vLLM release of the version window (scripts/version_window.sh)
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -48,15 +54,44 @@ def test_command_carries_settings_in_additional_config() -> None:
     assert cmd[-2:] == ["--max-model-len", "4096"] and cmd[cmd.index("--host") + 1] == "127.0.0.1"
 
 
-@pytest.mark.parametrize("flag", [["--speculative-config", "{}"], ["--enable-lora"], ["-tp", "2"],
-                                  ["--tensor-parallel-size=4"]])
+@pytest.mark.parametrize("flag", [["--speculative-config", "{}"], ["--enable-lora"], ["-dcp", "2"],
+                                  ["--prefill-context-parallel-size=2"]])
 def test_unemulated_features_are_refused(flag: list[str]) -> None:
     with pytest.raises(UnsupportedFeatureError, match="remove the flag"):
         build_command(_args("--profile", "formula:", *flag), resolve_profile("formula:", LLAMA_8B))
 
 
-def test_tp1_is_fine() -> None:
-    build_command(_args("--profile", "formula:", "--tensor-parallel-size", "1"), resolve_profile("formula:", LLAMA_8B))
+@pytest.mark.parametrize("flags", [["-tp", "4"], ["--tensor-parallel-size=8", "-pp", "2"], ["-dp", "2"],
+                                   ["--decode-context-parallel-size", "1"]])
+def test_parallel_layouts_are_passed_to_vllm(flags: list[str]) -> None:
+    cmd = build_command(_args("--profile", "formula:", *flags), resolve_profile("formula:", LLAMA_8B))
+    assert cmd[-len(flags):] == flags
+
+
+def test_parallel_sizes_are_read_like_vllm_reads_them() -> None:
+    layout = ParallelLayout.from_flags(["--max-num-seqs", "8", "-tp", "4", "--pipeline_parallel_size=2"])
+    assert (layout.tensor_parallel_size, layout.pipeline_parallel_size, layout.world_size) == (4, 2, 8)
+    with pytest.raises(UnsupportedFeatureError, match="positive integer"):
+        ParallelLayout.from_flags(["-tp", "0"])
+
+
+def test_captured_pack_refuses_another_layout(tmp_path: Path) -> None:
+    pack = make_pack()
+    engine = replace(pack.meta.engine, tensor_parallel_size=2)
+    save_pack(replace(pack, meta=replace(pack.meta, engine=engine)), tmp_path / "pack")
+    loaded = load_pack(tmp_path / "pack")
+    assert for_layout(loaded, ParallelLayout(2, 1)) is loaded
+    with pytest.raises(ProfileError, match=r"captured at TP=2 PP=1 but the server runs TP=4 PP=1; capture a pack"):
+        for_layout(loaded, ParallelLayout(4, 1))
+    assert main(["serve", "--profile", str(tmp_path / "pack"), "--dry-run", "-tp", "4"]) == 2
+
+
+def test_constructed_packs_take_the_servers_layout() -> None:
+    pack = for_layout(resolve_profile("aic:h100_sxm", LLAMA_8B), ParallelLayout(4, 2))
+    eng = pack.meta.engine
+    assert (eng.tensor_parallel_size, eng.pipeline_parallel_size) == (4, 2)
+    # From vLLM 0.31 the V1 model runner (the CPU build's) refuses async scheduling with PP: never ask for it.
+    assert ("--async-scheduling" in engine_flags(eng, [])) == (compat.vllm_version() < (0, 31))
 
 
 def test_bad_profile_is_one_line_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:

@@ -67,9 +67,9 @@ class Booking:
     launched: float
     """When vLLM handed the step to the device."""
     start: float
-    """When the device starts it: max(launched, end of the previous step)."""
+    """When the device starts it: max(launched, end of the previous step) (pipeline: stage 0 is free)."""
     end: float
-    """start + device latency: when its output is ready."""
+    """When its output is ready: start + device latency (pipeline: later if a stage was still busy)."""
 
 
 #: Largest lateness credited to the next step. Sleep overshoot is ~0.1 ms; a longer delay is the host being
@@ -83,17 +83,24 @@ CREDIT_WINDOW_S = 0.010
 
 
 class DeviceTimeline:
-    """A single device queue: a step starts when it is launched and the previous step is done.
+    """The device queue: a step starts when it is launched and the device is free.
 
     Booking against the timeline (not sleeping for each latency from "now") keeps async scheduling's overlap
     of CPU work with device time. Sleep overshoot never accumulates: when a step's output is released late
     (``released``), that lateness (up to ``MAX_CREDIT_S``) is credited to the next step's launch, which vLLM
     could only make after the late release (the sync engine's case; with async scheduling the next step is
     already queued), provided it is launched within ``CREDIT_WINDOW_S`` of that release.
+
+    With ``stages > 1`` the device is a pipeline (pipeline parallelism): a step's latency is its time through
+    all stages, each stage takes an equal share of it and serves one step at a time, so the next step enters
+    stage 0 as soon as the previous one has left it — as many steps are in flight as vLLM's batch queue holds.
+    With one stage this is a single queue.
     """
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, stages: int = 1) -> None:
         self.clock = clock
+        self.stages = max(1, stages)
+        self._free = [0.0] * self.stages
         self._busy_until = 0.0
         self._overshoot = 0.0
         self._released_at = 0.0
@@ -102,11 +109,14 @@ class DeviceTimeline:
     def book(self, latency_s: float, launched: float | None = None) -> Booking:
         """Reserve ``latency_s`` seconds of device time for a step launched at ``launched`` (default now)."""
         t = self.clock.now() if launched is None else launched
+        share = max(0.0, latency_s) / self.stages
         with self._lock:
             credit = self._overshoot if t - self._released_at <= CREDIT_WINDOW_S else 0.0
-            start = max(t - credit, self._busy_until)
+            start = end = max(t - credit, self._free[0])
             self._overshoot = 0.0
-            end = start + max(0.0, latency_s)
+            for stage in range(self.stages):
+                end = max(end, self._free[stage]) + share
+                self._free[stage] = end
             self._busy_until = end
         return Booking(launched=t, start=start, end=end)
 

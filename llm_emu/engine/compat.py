@@ -1,4 +1,5 @@
-"""Everything that depends on the vLLM version lives here (supported: vLLM >=0.24,<0.34; CI tests 0.32 CPU)."""
+"""Everything that depends on the vLLM version lives here (supported: vLLM >=0.24,<0.34; CI tests the CPU build 0.28,
+0.30 and 0.32: scripts/version_window.sh)."""
 
 from __future__ import annotations
 
@@ -56,34 +57,99 @@ def refused_body_field(body: Any) -> tuple[str, str] | None:
     return None
 
 
-#: `vllm serve` flags the emulator refuses at startup, with the reason.
+#: `vllm serve` flags the emulator refuses at startup, with the reason (sizes of 1 are accepted).
 UNSUPPORTED_FLAGS: dict[str, str] = {
     "--speculative-config": "speculative decoding is not emulated (acceptance would be invented)",
     "--enable-lora": "LoRA adapters are not emulated",
-    "--tensor-parallel-size": "only TP=1 is emulated so far",
-    "--pipeline-parallel-size": "only PP=1 is emulated so far",
-    "--data-parallel-size": "data parallelism is not emulated so far (run one emulated server per replica)",
+    "--decode-context-parallel-size": "decode context parallelism is not emulated",
+    "--prefill-context-parallel-size": "prefill context parallelism is not emulated",
 }
+
+#: Short aliases vLLM's parser accepts for long flags.
+FLAG_ALIASES: dict[str, str] = {
+    "-tp": "--tensor-parallel-size",
+    "-pp": "--pipeline-parallel-size",
+    "-dp": "--data-parallel-size",
+    "-dcp": "--decode-context-parallel-size",
+    "-pcp": "--prefill-context-parallel-size",
+}
+
+
+def _flag_values(vllm_args: list[str]) -> list[tuple[str, str | None]]:
+    """(canonical long flag, value or None) for every flag in a `vllm serve` argv."""
+    out: list[tuple[str, str | None]] = []
+    for i, arg in enumerate(vllm_args):
+        if not arg.startswith("-"):
+            continue
+        name, eq, value = arg.partition("=")
+        flag = FLAG_ALIASES.get(name, name.replace("_", "-"))
+        if not eq:
+            nxt = vllm_args[i + 1] if i + 1 < len(vllm_args) else None
+            out.append((flag, nxt if nxt is not None and not nxt.startswith("-") else None))
+        else:
+            out.append((flag, value))
+    return out
 
 
 def check_flags(vllm_args: list[str]) -> None:
     """Raise UnsupportedFeatureError for `vllm serve` flags the emulator cannot honour."""
-    for arg in vllm_args:
-        flag = arg.split("=", 1)[0].replace("_", "-")
-        if flag in ("-tp",):
-            flag = "--tensor-parallel-size"
+    for flag, value in _flag_values(vllm_args):
         reason = UNSUPPORTED_FLAGS.get(flag)
-        if reason is None:
+        if reason is None or (flag.endswith("-size") and value == "1"):
             continue
-        value = arg.split("=", 1)[1] if "=" in arg else None
-        if flag.endswith("-size"):
-            idx = vllm_args.index(arg)
-            value = value if value is not None else (vllm_args[idx + 1] if idx + 1 < len(vllm_args) else None)
-            if value == "1":
-                continue
         raise UnsupportedFeatureError(f"{flag}: {reason}; remove the flag")
 
 
+def parallel_size(vllm_args: list[str], flag: str) -> int:
+    """The value of a parallel-size flag (e.g. ``--tensor-parallel-size`` or ``-tp``) in a `vllm serve` argv.
+
+    Raises:
+        UnsupportedFeatureError: when the value is not a positive integer.
+    """
+    size = 1
+    for name, value in _flag_values(vllm_args):
+        if name != flag:
+            continue
+        if value is None or not value.isdigit() or int(value) < 1:
+            raise UnsupportedFeatureError(f"{flag} {value!r} is not a positive integer; pass e.g. {flag} 4")
+        size = int(value)
+    return size
+
+
+def data_parallel_rank(vllm_config: Any) -> int:
+    """The data-parallel replica an engine core serves.
+
+    vLLM (0.28 to 0.32 at least) resets ``data_parallel_rank`` to 0 in each engine core of a dense model (its
+    replicas are independent) and keeps the replica in ``data_parallel_index``, which older releases lack.
+    """
+    pc = vllm_config.parallel_config
+    index = getattr(pc, "data_parallel_index", None)
+    return int(index if index is not None else pc.data_parallel_rank)
+
+
+def vllm_version() -> tuple[int, int]:
+    """(major, minor) of the installed vLLM (CPU or CUDA build)."""
+    import vllm
+
+    major, minor = [*vllm.__version__.split("+")[0].split("."), "0"][:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+
+def async_scheduling_with_pp() -> bool:
+    """Whether this vLLM keeps async scheduling with PP > 1 on the model runner the emulator gets.
+
+    Up to 0.30 the V1 model runner accepts it (PP batches in flight). From 0.31 on vLLM refuses async
+    scheduling with PP on the V1 runner and only Model Runner V2 keeps it (default on CUDA, PP + 1 batches in
+    flight); V2 needs Triton on a GPU, so the CPU build runs V1 and PP runs synchronously there.
+    """
+    return vllm_version() < (0, 31)
+
+
+def pipeline_stage_layers(num_layers: int, pipeline_parallel_size: int) -> list[range]:
+    """The decoder layers of each pipeline stage, partitioned exactly as vLLM partitions them."""
+    from vllm.distributed.utils import get_pp_indices
+
+    return [range(*get_pp_indices(num_layers, rank, pipeline_parallel_size)) for rank in range(pipeline_parallel_size)]
 # ---- virtual time: vLLM's benchmark client and OpenAI front end, used in-process (llm_emu.virtual) ----------
 def apply_client_arg_defaults(args: Any) -> None:
     """The argument mapping `vllm bench serve` applies before sampling (vllm/benchmarks/serve.py main_async)."""

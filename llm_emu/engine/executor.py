@@ -9,4 +9,8 @@ class EmuExecutor(UniProcExecutor):
     """Runs the emulated worker inside the EngineCore process, like a 1-GPU CUDA server.
 
     A distinct class (instead of ``"uni"``) because the CPU platform rewrites ``"uni"`` to ``"mp"``.
+    Tensor and pipeline parallelism need no second process: the one emulated worker stands for all TP x PP
+    GPUs (no collective is run), and vLLM's batch queue keeps PP batches in flight on its pipelined timeline.
     """
+
+    supports_pp = True

@@ -20,6 +20,8 @@ from vllm.v1.worker.worker_base import CompilationTimes, WorkerBase
 from llm_emu.engine import compat
 from llm_emu.engine.batch import BatchTracker, RequestState, StepBatch, step_features
 from llm_emu.engine.clock import Booking, Clock, DeviceTimeline, VirtualClock, WallClock
+from llm_emu.engine.kvspec import KVPlan, kv_cache_spec, kv_plan, log_plan
+from llm_emu.engine.parallel import ParallelLayout, for_layout
 from llm_emu.engine.settings import EmuSettings
 from llm_emu.engine.tokens import OutputLengthModel, logprob_rows, token_pool, tokenizer_limits
 from llm_emu.oracle import create_oracle
@@ -81,11 +83,15 @@ class EmuWorker(WorkerBase):
         self.clock: Clock = VirtualClock() if self.settings.clock == "virtual" else WallClock()
         self.host_cost: Callable[[StepFeatures], float] | None = None
         """Virtual clock only: engine CPU time charged before each step is launched (see llm_emu.virtual.host)."""
-        self.timeline = DeviceTimeline(self.clock)
+        # Pipeline parallelism: the device is a pipeline of PP stages, filled by vLLM's batch queue.
+        self.timeline = DeviceTimeline(self.clock, stages=vllm_config.parallel_config.pipeline_parallel_size)
         self.tracker = BatchTracker()
         self.trace = StepTrace(self.settings.trace)
         self._pending: tuple[Any, float] | None = None
         self._num_blocks = 0
+        self._plan: KVPlan | None = None
+        #: This engine core's data-parallel replica (vLLM runs one engine core, so one worker, per replica).
+        self.dp_rank = compat.data_parallel_rank(vllm_config)
         self._step = 0
 
     # ---- lifecycle -------------------------------------------------------------------------------------
@@ -93,14 +99,16 @@ class EmuWorker(WorkerBase):
         import torch
 
         self.device = torch.device("cpu")
-        self.pack = self.settings.load_pack(self.model_config)
+        self.layout = ParallelLayout.from_vllm_config(self.vllm_config)
+        self.pack = for_layout(self.settings.load_pack(self.model_config), self.layout)
         self.oracle = create_oracle(self.pack, self.settings.oracle, seed=self.settings.seed)
         vocab, special = tokenizer_limits(self.model_config)
         self._pool = token_pool(vocab, special, seed=self.settings.seed)
         self._rng = np.random.default_rng(self.settings.seed + 1)
         self._lengths = OutputLengthModel(self.pack.requests, seed=self.settings.seed + 2)
-        logger.info("llm-emu: emulating %s with the %s oracle (%s); vLLM's scheduler and KV manager run unmodified",
-                    self.pack.meta.device.name, self.oracle.name, self.oracle.provenance)
+        logger.info("llm-emu: emulating %s at %s with the %s oracle (%s); vLLM's scheduler and KV manager run "
+                    "unmodified", self.pack.meta.device.name, self.layout.describe(), self.oracle.name,
+                    self.oracle.provenance)
 
     def load_model(self, *, load_dummy_weights: bool = False) -> None:
         """Nothing to load: the forward pass is emulated."""
@@ -130,15 +138,18 @@ class EmuWorker(WorkerBase):
         self.host_cost = cost
 
     # ---- KV cache --------------------------------------------------------------------------------------
-    def get_kv_cache_spec(self) -> dict[str, Any]:
-        from llm_emu.engine.kvspec import kv_cache_spec
+    def _kv_plan(self) -> KVPlan:
+        """The limiting GPU of the TP x PP layout (computed once; vLLM asks for its spec, then its bytes)."""
+        if self._plan is None:
+            self._plan = kv_plan(self.vllm_config, self.pack)
+            log_plan(self._plan, self.vllm_config, self.pack)
+        return self._plan
 
-        return kv_cache_spec(self.vllm_config)
+    def get_kv_cache_spec(self) -> dict[str, Any]:
+        return kv_cache_spec(self.vllm_config, self._kv_plan().layers)
 
     def determine_available_memory(self) -> int:
-        from llm_emu.engine.kvspec import available_kv_bytes
-
-        return available_kv_bytes(self.vllm_config, self.pack)
+        return self._kv_plan().available_bytes
 
     def initialize_from_config(self, kv_cache_config: Any) -> None:
         self._num_blocks = int(getattr(kv_cache_config, "num_blocks", 0))
@@ -185,6 +196,7 @@ class EmuWorker(WorkerBase):
         if tracing:  # the new requests let a trace be joined with client timings
             record = _record(self._step, features, latency, booking, time.thread_time() - t0)
             record["new_req_ids"] = [new.req_id for new in scheduler_output.scheduled_new_reqs]
+            record["dp_rank"] = self.dp_rank
         return _TimedOutput(output, booking, self, record)
 
     def _make_output(self, batch: StepBatch) -> ModelRunnerOutput:

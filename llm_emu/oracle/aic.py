@@ -55,6 +55,8 @@ class AicOracle(LatencyOracle):
             "system_name": system,
             "backend": "vllm",
             "backend_version": None,
+            # The server's parallel layout (llm_emu.engine.parallel.for_layout puts it in the pack): per-GPU
+            # shards, TP all-reduces and PP hand-offs are in the estimate; PP's is the time through all stages.
             "tp_size": pack.meta.engine.tensor_parallel_size,
             "pp_size": pack.meta.engine.pipeline_parallel_size,
         }
@@ -67,7 +69,9 @@ class AicOracle(LatencyOracle):
                                             "num_decode_requests": 1, "sum_decode_kv_tokens": 1}}
                 )
         except Exception as exc:
-            raise OracleError(f"aiconfigurator cannot model system {system!r} with this model: {exc}") from None
+            layout = f"TP={native['tp_size']} PP={native['pp_size']}"
+            raise OracleError(f"aiconfigurator cannot model system {system!r} with this model at {layout}: {exc}"
+                              ) from None
         self._cache: dict[tuple[int, ...], float] = {}
 
     def expected(self, features: StepFeatures) -> float:

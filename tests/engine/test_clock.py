@@ -71,3 +71,31 @@ def test_no_credit_after_an_idle_engine() -> None:
     clock.t += 2.0  # idle until the next request arrives
     nxt = tl.book(0.005)
     assert nxt.start == nxt.launched and abs(nxt.end - nxt.launched - 0.005) < 1e-12
+
+
+def test_pipeline_keeps_steps_in_flight() -> None:
+    """PP 2: a 10 ms step occupies each stage 5 ms; steps launched together leave 5 ms apart, not 10."""
+    clock = FakeClock()
+    tl = DeviceTimeline(clock, stages=2)
+    t0 = clock.now()
+    a, b, c = tl.book(0.010), tl.book(0.010), tl.book(0.010)
+    assert [round(x.start - t0, 9) for x in (a, b, c)] == [0.0, 0.005, 0.010]
+    assert [round(x.end - t0, 9) for x in (a, b, c)] == [0.010, 0.015, 0.020]
+
+
+def test_pipeline_waits_for_a_busy_later_stage() -> None:
+    """A short step behind a long one cannot overtake it in the last stage."""
+    clock = FakeClock()
+    tl = DeviceTimeline(clock, stages=2)
+    t0 = clock.now()
+    long, short = tl.book(0.020), tl.book(0.002)
+    assert round(short.start - t0, 9) == 0.010  # stage 0 is free once the long step moved on
+    assert round(short.end - t0, 9) == 0.021  # stage 1 is busy with the long step until 20 ms
+    assert short.end > long.end
+
+
+def test_one_stage_is_the_single_queue() -> None:
+    clock = FakeClock()
+    one, piped = DeviceTimeline(clock), DeviceTimeline(clock, stages=1)
+    for lat in (0.003, 0.010, 0.001):
+        assert one.book(lat) == piped.book(lat)

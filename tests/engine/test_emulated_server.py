@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import requests
 
+from llm_emu.benchclient import Workload, run_benchmark
 from llm_emu.server import ServerProcess, ServerSpec
 
 pytestmark = pytest.mark.slow
@@ -44,6 +45,7 @@ def _complete(srv: ServerProcess, prompt: object, max_tokens: int, **extra: obje
 
 
 @pytest.mark.ci_e2e
+@pytest.mark.window
 def test_completions_chat_streaming_and_metrics(server: tuple[ServerProcess, Path]) -> None:
     srv, _ = server
     out = _complete(srv, "Hello, my name is", 12)
@@ -86,6 +88,22 @@ def test_itl_and_step_durations_match_the_formula(server: tuple[ServerProcess, P
     assert all(abs((s["end"] - s["start"]) - s["latency"]) < 1e-9 for s in steps)
     late_ms = np.array([s["released"] - s["end"] for s in steps]) * 1e3
     assert late_ms.min() >= 0 and late_ms.mean() < 1.0 and np.percentile(late_ms, 99) < 5.0
+
+
+@pytest.mark.ci_e2e
+@pytest.mark.window
+def test_vllm_benchmark_client_against_the_emulator(server: tuple[ServerProcess, Path], tmp_path: Path) -> None:
+    """A short run of vLLM's own benchmark client: every request completes with its exact output length.
+
+    Runs after the ITL test, whose release-overshoot bounds cover every step in the trace so far.
+    """
+    srv, _ = server
+    workload = Workload(dataset="random", num_prompts=20, request_rate=20, random_input_len=128,
+                        random_output_len=16, ignore_eos=True)
+    r = run_benchmark(srv.base_url, srv.served_model, workload, tokenizer_model="llama-3.1-8b", result_dir=tmp_path)
+    assert r["completed"] == 20 and r["total_output_tokens"] == 20 * 16
+    # 16 decode steps of 20 ms each bound the per-request decode time from below.
+    assert r["mean_tpot_ms"] >= DECODE_MS * 0.9 and r["mean_ttft_ms"] > 0
 
 
 def test_chunked_prefill_and_prefix_hits_reach_the_oracle(server: tuple[ServerProcess, Path]) -> None:

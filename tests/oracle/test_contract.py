@@ -12,6 +12,8 @@ from llm_emu.profile.features import StepFeatures
 from llm_emu.profile.resolve import resolve_profile
 from tests.factories import LLAMA_8B, make_pack
 
+pytestmark = pytest.mark.window  # runs on every vLLM release of the version window (scripts/version_window.sh)
+
 QUERIES = [
     StepFeatures(num_decode_reqs=1, decode_context_tokens=100),
     StepFeatures(num_decode_reqs=64, decode_context_tokens=64 * 700),
