@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 from vllm.v1.core.sched.output import CachedRequestData, NewRequestData, SchedulerOutput
@@ -17,10 +16,11 @@ from vllm.v1.core.sched.output import CachedRequestData, NewRequestData, Schedul
 from llm_emu.engine.batch import BatchTracker, RequestState, step_features
 from llm_emu.engine.tokens import token_pool
 from llm_emu.engine.worker import make_output
+from llm_emu.models import MODELS_DIR
 from llm_emu.oracle import create_oracle
 from llm_emu.profile.resolve import resolve_profile
 
-CONFIG = json.loads((Path(__file__).resolve().parent.parent / "profiles/models/llama-3.1-8b/config.json").read_text())
+CONFIG = json.loads((MODELS_DIR / "llama-3.1-8b" / "config.json").read_text())
 
 
 def _sched(new: list, cached: CachedRequestData, num: dict[str, int]) -> SchedulerOutput:

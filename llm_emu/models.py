@@ -1,4 +1,4 @@
-"""Shipped model configs (``profiles/models/<name>/``) and how a model argument becomes vLLM flags.
+"""Shipped model configs (``llm_emu/data/models/<name>/``) and how a model argument becomes vLLM flags.
 
 A shipped model is a directory holding the public ``config.json`` of a model (weights are never needed: the
 emulator and the CPU hardware loop use ``--load-format dummy``) and ``llm_emu.json`` naming a tokenizer that
@@ -16,9 +16,10 @@ from pathlib import Path
 
 from llm_emu.errors import EmuError, ModelError
 from llm_emu.fsutil import atomic_write_text
+from llm_emu.shipped import shipped_path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = PROJECT_ROOT / "profiles" / "models"
+MODELS_DIR = shipped_path("models")
+"""The shipped model configs (package data, so an installed wheel has them too)."""
 
 
 def cache_dir() -> Path:
@@ -53,7 +54,7 @@ class ResolvedModel:
 
 
 def shipped_models() -> list[str]:
-    """Names of the model configs shipped in ``profiles/models``."""
+    """Names of the shipped model configs (``llm_emu/data/models``)."""
     return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "config.json").is_file())
 
 

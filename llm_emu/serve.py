@@ -27,7 +27,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", required=True,
                         help="profile pack dir, aic:<gpu> (GPU-free estimate, e.g. aic:h100_sxm) or formula:[k=v,...]")
     parser.add_argument("--model", default="llama-3.1-8b",
-                        help="shipped model config (profiles/models/<name>), model dir or HF id (default %(default)s)")
+                        help="shipped model name (llm_emu/data/models), model dir or HF id (default %(default)s)")
     parser.add_argument("--oracle", default=None, help="latency oracle (default: the profile's own)")
     parser.add_argument("--seed", type=int, default=0, help="seed of latency draws and synthetic tokens")
     parser.add_argument("--trace", default=None, help="append one JSON line per engine step to this file")

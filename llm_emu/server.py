@@ -2,8 +2,8 @@
 
 The child runs in its own process group (vLLM forks an EngineCore and workers), so ``stop()`` can take the
 whole tree down: SIGINT to the group, then SIGKILL after a grace period. A ``weakref.finalize`` guard does the
-same on garbage collection and at interpreter exit, so no vLLM server outlives the process that started it
-(unless that process is SIGKILLed).
+same on garbage collection and at interpreter exit, and ``llm_emu.lifetime.guard_children`` does it when the
+process that started the server dies any other way (SIGKILL included): no server outlives its owner.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from typing import Literal
 
 from llm_emu.errors import ServerError
 from llm_emu.flags import flag_given
-from llm_emu.models import PROJECT_ROOT, resolve_model
+from llm_emu.lifetime import guard_children
+from llm_emu.models import resolve_model
+from llm_emu.pythonpath import child_pythonpath
 
 STOP_GRACE_S = 15.0
 LOG_TAIL_LINES = 30
@@ -39,7 +41,7 @@ class ServerSpec:
     kind: Literal["emulated", "real"]
     """"emulated": `llm-emu serve` (needs profile); "real": vLLM's own server on this machine's device."""
     model: str
-    """Shipped model name (profiles/models/<name>), model dir, or HF id; resolved by llm_emu.models."""
+    """Shipped model name (llm_emu/data/models/<name>), model dir, or HF id; resolved by llm_emu.models."""
     vllm_args: tuple[str, ...] = ()
     """Extra `vllm serve` flags, e.g. ("--max-num-seqs", "64", "--enable-chunked-prefill")."""
     profile: str | None = None
@@ -203,15 +205,11 @@ class ServerProcess:
         if self.running:
             return self
         cmd = self.command()
-        # Dev mode turns on /reset_prefix_cache; PYTHONPATH lets `-m llm_emu.cli` work from any cwd.
-        pythonpath = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
-        env = {
-            **os.environ,
-            "VLLM_SERVER_DEV_MODE": "1",
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": pythonpath,
-            **self.spec.env,
-        }
+        guard_children()  # the server leads its own process group: only this makes it die with its owner
+        # Dev mode turns on /reset_prefix_cache; PYTHONPATH lets `-m llm_emu.cli` run a source tree from any cwd.
+        env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", "PYTHONUNBUFFERED": "1", **self.spec.env}
+        if pythonpath := child_pythonpath(env):
+            env["PYTHONPATH"] = pythonpath
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         with open(self.log_path, "wb") as log:

@@ -60,10 +60,10 @@ class TrialActor:
     """Runs one attempt of one trial on whatever node Ray placed it (wrapped with ``ray.remote``)."""
 
     def __init__(self, runner: TrialRunner) -> None:
-        from orchestrator.reaper import start_reaper
+        from llm_emu.lifetime import guard_children
 
         self.runner = runner
-        self._reaper = start_reaper()  # stops our server if Ray kills us mid-trial
+        guard_children()  # stops our server if Ray kills us mid-trial (timeout, ray.kill, a killed driver)
 
     def node(self) -> str:
         """``<node id prefix>@<hostname>`` of this actor."""

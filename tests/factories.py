@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from llm_emu.models import MODELS_DIR
 from llm_emu.profile.features import STEP_COLUMNS
 from llm_emu.profile.pack import DeviceInfo, EngineSettings, ProfileMeta, ProfilePack, Provenance
 
-ROOT = Path(__file__).resolve().parent.parent
-LLAMA_8B = json.loads((ROOT / "profiles/models/llama-3.1-8b/config.json").read_text())
+LLAMA_8B = json.loads((MODELS_DIR / "llama-3.1-8b" / "config.json").read_text())
 
 
 def linear_latency_us(p: np.ndarray, d: np.ndarray, kv: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ CUDA_WORKER = "llm_emu.capture.worker.CudaRecordingWorker"
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of `llm-emu profile`; every other flag goes to `vllm serve` unchanged."""
     parser.add_argument("--model", default="tiny-llama",
-                        help="shipped model config (profiles/models/<name>), model dir or HF id (default %(default)s)")
+                        help="shipped model name (llm_emu/data/models), model dir or HF id (default %(default)s)")
     parser.add_argument("--out", required=True, help="pack directory to write")
     parser.add_argument("--quick", action="store_true", help="small workload for CI (about a minute of load)")
     parser.add_argument("--sharegpt-prompts", type=int, default=400, help="prompts per ShareGPT rate (full capture)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from vllm.v1.executor.uniproc_executor import UniProcExecutor
 
+from llm_emu.lifetime import die_with_parent
+
 
 class EmuExecutor(UniProcExecutor):
     """Runs the emulated worker inside the EngineCore process, like a 1-GPU CUDA server.
@@ -14,3 +16,8 @@ class EmuExecutor(UniProcExecutor):
     """
 
     supports_pp = True
+
+    def _init_executor(self) -> None:
+        # Runs in the EngineCore process: die with the API server even when it is SIGKILLed.
+        die_with_parent()
+        super()._init_executor()

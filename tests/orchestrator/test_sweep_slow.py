@@ -16,12 +16,13 @@ import pytest
 from sweep_factories import make_spec, write_spec
 
 from orchestrator.actors import ActorResources
-from orchestrator.controller import PROJECT_ROOT, Controller, ControllerOptions, runtime_env
+from orchestrator.controller import Controller, ControllerOptions, runtime_env
 from orchestrator.results import ResultStore
 from orchestrator.testing import FakeRunner
 from orchestrator.trials import expand
 
 PY = sys.executable
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
 
 

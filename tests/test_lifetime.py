@@ -1,0 +1,196 @@
+"""No process outlives its owner: owner tags + watchdogs, reaping at the next start, EngineCore parent death.
+
+Owners here are small Python subprocesses (never this pytest process), killed with SIGKILL so that none of
+their own cleanup can run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llm_emu import lifetime
+from llm_emu.server import ServerProcess, ServerSpec
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+
+PY = sys.executable
+
+# An owner that guards its children, then starts a "server" in a session of its own (like ServerProcess) that
+# has a child of its own (like vLLM's EngineCore); it prints the server's and grandchild's pids and its tag.
+OWNER = """
+import os, subprocess, sys, time
+from llm_emu.lifetime import guard_children
+tag = guard_children() if sys.argv[1] == "guard" else None
+server = subprocess.Popen([sys.executable, "-c",
+    "import subprocess, sys, time; c = subprocess.Popen(['sleep', '300']); print(c.pid, flush=True); time.sleep(300)"],
+    stdout=subprocess.PIPE, start_new_session=True, text=True)
+print(server.pid, server.stdout.readline().strip(), tag, flush=True)
+time.sleep(300)
+"""
+
+
+def _wait_dead(pids: list[int], timeout_s: float) -> list[int]:
+    """The pids still alive after up to ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while (left := [p for p in pids if lifetime.alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def _start_owner(mode: str) -> tuple[subprocess.Popen[str], list[int], str]:
+    owner = subprocess.Popen([PY, "-c", OWNER, mode], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert owner.stdout is not None
+    server, grandchild, tag = owner.stdout.readline().split()
+    return owner, [int(server), int(grandchild)], tag
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_children_die_with_a_sigkilled_owner():
+    owner, pids, tag = _start_owner("guard")
+    try:
+        assert all(tag in lifetime.tags_of(p) for p in pids)  # inherited through a new session, and by a grandchild
+        assert lifetime.alive(pids[0])
+        owner.kill()  # SIGKILL: no atexit, no finalizer
+        owner.wait()
+        assert _wait_dead(pids, 5.0) == []
+    finally:
+        _kill_all(pids)
+
+
+def test_without_the_guard_the_server_outlives_its_owner():
+    """The failure the guard exists for (and proof that the test above can fail)."""
+    owner, pids, _ = _start_owner("none")
+    try:
+        owner.kill()
+        owner.wait()
+        time.sleep(1.0)
+        assert all(lifetime.alive(p) for p in pids)
+    finally:
+        _kill_all(pids)
+
+
+def test_orphans_are_reaped_at_the_next_start():
+    """If the watchdog died too, the next owner's guard_children reaps what the dead owner left."""
+    owner, pids, tag = _start_owner("guard")
+    try:
+        watchdogs = [p for p in _pids() if _cmdline(p).endswith(f"llm_emu.lifetime {tag}")]
+        assert len(watchdogs) == 1 and not lifetime.tags_of(watchdogs[0])  # the watchdog itself is untagged
+        _kill_all(watchdogs)
+        owner.kill()
+        owner.wait()
+        time.sleep(0.5)
+        assert all(lifetime.alive(p) for p in pids)  # nobody watching any more
+        assert set(pids) <= set(lifetime.reap_orphans())
+        assert _wait_dead(pids, 5.0) == []
+    finally:
+        _kill_all(pids)
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def test_guard_is_idempotent_and_tags_accumulate():
+    code = ("import os, subprocess, sys\nfrom llm_emu.lifetime import guard_children, TAG_VAR\n"
+            "a = guard_children(); b = guard_children(); assert a == b, (a, b)\n"
+            "out = subprocess.run([sys.executable, '-c', 'from llm_emu.lifetime import guard_children, TAG_VAR; "
+            "import os; t = guard_children(); print(os.environ[TAG_VAR])'], capture_output=True, text=True)\n"
+            "print(a); print(out.stdout.strip())")
+    proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    outer, inner = proc.stdout.split()
+    assert inner.split(",")[0] == outer and len(inner.split(",")) == 2  # a child owner adds its own tag
+
+
+def test_tags_name_their_owner_by_pid_and_start_time():
+    me = os.getpid()
+    assert lifetime.owner_alive(f"{me}:{lifetime.start_time(me)}:x")
+    assert not lifetime.owner_alive(f"{me}:1:x")  # same pid, another start: a reused pid is not the owner
+    assert lifetime.tags_of(2**22 + 12345) == []  # no such process
+
+
+# A process that starts a multiprocessing (spawn) child calling die_with_parent, like vLLM's API server
+# starting its EngineCore; prints the child's pid once the guard is set.
+PARENT = """
+import multiprocessing as mp, sys, time
+def child(ready):
+    from llm_emu.lifetime import die_with_parent
+    die_with_parent()
+    ready.set()
+    time.sleep(300)
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    p = ctx.Process(target=child, args=(ready,))
+    p.start()
+    ready.wait(60)
+    print(p.pid, flush=True)
+    time.sleep(300)
+"""
+
+
+def test_die_with_parent_kills_the_child_with_its_parent(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen([PY, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    try:
+        assert lifetime.alive(child)
+        parent.kill()
+        parent.wait()
+        assert _wait_dead([child], 2.0) == []
+    finally:
+        _kill_all([child, parent.pid])
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for child in _pids():
+        try:
+            stat = (Path("/proc") / str(child) / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            out.append(child)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sigkilled_api_server_takes_its_engine_core_along(tmp_path):
+    """`llm-emu serve`'s EngineCore dies with a SIGKILLed API server (vLLM alone would leave it running)."""
+    spec = ServerSpec(kind="emulated", model="tiny-llama", profile="formula:base_us=10000",
+                      log_path=tmp_path / "server.log", vllm_args=("--max-model-len", "512"), startup_timeout_s=240)
+    with ServerProcess(spec) as srv:
+        assert srv.proc is not None
+        cores = [p for p in _children(srv.proc.pid) if "EngineCore" in _cmdline(p)]
+        assert len(cores) == 1, [(p, _cmdline(p)) for p in _children(srv.proc.pid)]
+        os.kill(srv.proc.pid, signal.SIGKILL)  # the API server only: not its group
+        start = time.monotonic()
+        left = _wait_dead(cores, 10.0)
+        gone_s = time.monotonic() - start
+    assert left == [], "the EngineCore outlived its API server"
+    assert gone_s < 2.0, f"the EngineCore took {gone_s:.1f} s to die"
