@@ -13,7 +13,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llm_emu.errors import EmuError
@@ -138,6 +138,7 @@ class Controller:
                  on_result: Callable[[Trial, TrialResult], None] | None = None) -> None:
         self.runner, self.store, self.opts, self.on_result = runner, store, options, on_result
         self._inflight: dict[Any, _Attempt] = {}
+        self._errors: dict[str, list[str]] = {}  # trial hash -> errors of its failed attempts so far
 
     def run(self, trials: Sequence[Trial]) -> list[TrialResult]:
         """Run every trial (retrying failures) and return their results in completion order."""
@@ -193,12 +194,14 @@ class Controller:
             error = _error_text(exc)
             if attempt.killed:
                 error = f"timed out after {self.opts.trial_timeout_s:g} s (resources.trial_timeout_s)"
+            self._errors.setdefault(trial.hash, []).append(error)
             if ctx.attempt < self.opts.retries:
                 pending.appendleft((trial, ctx.attempt + 1))
                 return None
             result = failed_result(trial, ctx, error, time.monotonic() - attempt.started)
         finally:
             ray.kill(attempt.actor)  # frees its resources now rather than at garbage collection
+        result = replace(result, attempt_errors=tuple(self._errors.pop(trial.hash, ())))
         self.store.write(trial, result)
         if self.on_result:
             self.on_result(trial, result)

@@ -25,8 +25,8 @@ ENGINE_PREFIX = "engine."
 META_COLUMNS = frozenset({
     "trial_hash", "trial_index", "config", "kind", "model", "profile", "profile_id", "engine_args",
     "num_prompts", "dataset", "burstiness", "slo_ttft_ms", "slo_tpot_ms", "slo_e2el_ms", "slo_target",
-    "status", "error", "attempts", "node", "trial_elapsed_s", "log_path", "request_rate", "meets_slo",
-    "elapsed_s",
+    "status", "error", "attempts", "attempt_errors", "node", "trial_elapsed_s", "log_path", "request_rate",
+    "meets_slo", "elapsed_s",
 })
 """Columns that describe a row rather than measure it (everything else: vLLM metrics + slo_attainment)."""
 
@@ -42,7 +42,9 @@ def _base_row(trial: Trial, result: TrialResult) -> dict[str, Any]:
         "slo_tpot_ms": trial.slo.tpot_ms if trial.slo else None,
         "slo_e2el_ms": trial.slo.e2el_ms if trial.slo else None,
         "slo_target": trial.slo.attainment if trial.slo else None,
-        "status": result.status, "error": result.error, "attempts": result.attempts, "node": result.node,
+        "status": result.status, "error": result.error, "attempts": result.attempts,
+        "attempt_errors": json.dumps(list(result.attempt_errors)) if result.attempt_errors else None,
+        "node": result.node,
         "trial_elapsed_s": result.elapsed_s, "log_path": result.log_path,
     }
     for key, value in trial.engine_args:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -53,7 +54,13 @@ def test_failures_retried_then_recorded(tmp_path, ray_local):
     assert by_hash[trials[0].hash].attempts == 3
     assert "RuntimeError: fake failure of trial" in by_hash[trials[0].hash].error
     assert all(by_hash[t.hash].status == "ok" and by_hash[t.hash].attempts == 2 for t in trials[1:])
-    assert len(store.combine(trials)) == 2 * len(trials)
+    df = store.combine(trials)
+    assert len(df) == 2 * len(trials)
+    # every attempt's error is kept, also for trials that succeeded on a retry
+    errors = {h: json.loads(g["attempt_errors"].iloc[0]) for h, g in df.groupby("trial_hash")}
+    assert errors[trials[0].hash] == ["RuntimeError: fake failure of trial " + trials[0].hash] * 3
+    assert all(errors[t.hash] == ["RuntimeError: fake failure of attempt 0"] for t in trials[1:])
+    assert by_hash[trials[1].hash].attempt_errors == ("RuntimeError: fake failure of attempt 0",)
 
 
 def test_killed_actor_is_retried(tmp_path, ray_local):
