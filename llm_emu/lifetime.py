@@ -5,14 +5,16 @@ process group, so that ``ServerProcess.stop`` can end all of it, which also shie
 death), Ray's agents (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent`` keep running under init after a
 SIGKILLed driver), and vLLM's EngineCore (it keeps running after a SIGKILLed API server). Two guards:
 
-- **Owner tags.** An owner (the sweep controller before it starts a local Ray cluster, each trial actor, any
-  process that starts a server) calls :func:`guard_children`: it appends a tag naming itself to
-  ``LLM_EMU_OWNER_TAGS`` in its environment, inherited by everything it starts from then on (grandchildren
-  too, and still after they were reparented), and starts a watchdog (``python -m llm_emu.lifetime``) that
-  waits for the owner to exit and then SIGKILLs every process carrying the tag. The watchdog forks away from
-  the owner at once (Ray kills a dead worker's direct children; the watchdog must outlive it) and carries no
-  tag. Should a watchdog die as well, the next owner to start reaps the orphans: processes carrying a tag
-  whose owner is gone (:func:`reap_orphans`).
+- **Owner watchdogs.** An owner (the sweep controller before it starts a local Ray cluster, each trial actor,
+  any process that starts a server) calls :func:`guard_children`, which starts a watchdog
+  (``python -m llm_emu.lifetime``) that records the owner's descendants while the owner lives and, once it is
+  gone, SIGKILLs every one of them still running, with their children. The owner also appends a tag naming
+  itself to ``LLM_EMU_OWNER_TAGS`` in its environment, inherited by everything it starts from then on, which
+  catches a process that left the tree before the watchdog saw it. (Tags alone are not enough: a process that
+  renames itself, as Ray's agents and vLLM's EngineCore do with setproctitle, overwrites the memory that
+  /proc/PID/environ shows.) The watchdog forks away from the owner at once (Ray kills a dead worker's direct
+  children; the watchdog must outlive it). Should a watchdog die as well, the next owner to start reaps the
+  tagged orphans: processes carrying a tag whose owner is gone (:func:`reap_orphans`).
 - **EngineCore.** The emulator's executor calls :func:`die_with_parent` inside the EngineCore: the kernel
   SIGKILLs it the moment the API server that started it dies.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -42,7 +45,8 @@ PR_SET_PDEATHSIG = 1
 def _stat(pid: int) -> list[str] | None:
     """Fields of /proc/PID/stat after the command name (state first), or None if the process is gone."""
     try:
-        text = (PROC / str(pid) / "stat").read_text()
+        with open(f"{PROC}/{pid}/stat") as f:  # plain open: the watchdog reads every process's once a second
+            text = f.read()
     except OSError:
         return None
     return text[text.rindex(")") + 2:].split()
@@ -101,12 +105,12 @@ def _kill(pids: list[int]) -> list[int]:
 
 
 def reap_orphans() -> list[int]:
-    """SIGKILL every process carrying a tag whose owner is gone; return their pids."""
+    """SIGKILL every process carrying a tag whose owner is gone, with its descendants; return their pids."""
     if not PROC.is_dir():
         return []
-    orphans = [pid for pid in _others()
-               if (tags := tags_of(pid)) and not all(owner_alive(t) for t in tags) and alive(pid)]
-    return _kill(orphans)
+    orphans = {pid for pid in _others()
+               if (tags := tags_of(pid)) and not all(owner_alive(t) for t in tags) and alive(pid)}
+    return _kill(sorted((orphans | descendants(orphans, _table())) - _watchdogs() - {os.getpid()}))
 
 
 def own_tag() -> str | None:
@@ -140,20 +144,79 @@ def guard_children() -> str | None:
     return tag
 
 
-def watch(tag: str, poll_s: float = 0.25, rounds: int = 5) -> list[int]:
-    """Wait for the owner of ``tag`` to exit, then SIGKILL every process carrying it; return their pids.
+def _table() -> dict[int, tuple[int, str]]:
+    """Every live process: pid -> (parent pid, start time)."""
+    table = {}
+    for name in os.listdir(PROC):
+        if name.isdigit() and (fields := _stat(int(name))) and fields[0] != "Z":
+            table[int(name)] = (int(fields[1]), fields[19])
+    return table
 
-    A few rounds, because a dying process tree can start a last child (Ray restarting a worker) mid-sweep.
+
+def descendants(roots: set[int], table: dict[int, tuple[int, str]]) -> set[int]:
+    """Children, grandchildren, ... of ``roots`` in a process table (roots excluded)."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found and child not in roots:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _watchdogs() -> set[int]:
+    """Pids of llm-emu watchdogs (never killed by another watchdog: each finishes its own job)."""
+    out = set()
+    for pid in _others():
+        try:
+            if b"llm_emu.lifetime" in (PROC / str(pid) / "cmdline").read_bytes():
+                out.add(pid)
+        except OSError:
+            pass
+    return out
+
+
+def _wait_exit(pid: int, timeout_s: float) -> None:
+    """Sleep up to ``timeout_s``, waking at once if ``pid`` exits (pidfd where available)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # Python < 3.9, Linux < 5.3, or already gone
+        time.sleep(timeout_s)
+        return
+    try:
+        select.select([fd], [], [], timeout_s)
+    finally:
+        os.close(fd)
+
+
+def watch(tag: str, poll_s: float = 1.0, rounds: int = 5) -> list[int]:
+    """Record the descendants of ``tag``'s owner while it runs; once it is gone, SIGKILL them; return the pids.
+
+    Killed each round: recorded processes still running (same start time, so never a reused pid), processes
+    carrying ``tag``, and their descendants. A few rounds, because a dying tree can start a last child. Missed:
+    an untagged process that left the tree within ``poll_s`` before the owner died.
     """
+    owner = int(tag.split(":", 1)[0])
+    known: dict[int, str] = {}
     while owner_alive(tag):
-        time.sleep(poll_s)
+        table = _table()
+        known.update((pid, table[pid][1]) for pid in descendants({owner}, table))
+        _wait_exit(owner, poll_s)
     killed: list[int] = []
     for _ in range(rounds):
-        pids = _kill(tagged(tag))
+        table = _table()
+        roots = {pid for pid, started in known.items() if table.get(pid, (0, ""))[1] == started} | set(tagged(tag))
+        targets = (roots | descendants(roots, table)) - _watchdogs() - {os.getpid()}
+        known.update((pid, table[pid][1]) for pid in targets if pid in table)
+        pids = _kill(sorted(targets))
         if not pids:
             break
         killed += pids
-        time.sleep(poll_s)
+        time.sleep(0.2)
     return killed
 
 

@@ -22,16 +22,26 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason=
 
 PY = sys.executable
 
-# An owner that guards its children, then starts a "server" in a session of its own (like ServerProcess) that
-# has a child of its own (like vLLM's EngineCore); it prints the server's and grandchild's pids and its tag.
+# An owner that guards its children, then starts a "server" in a session of its own (like ServerProcess) with
+# two children (like vLLM's EngineCore): one inherits the environment, one starts with an empty one (like a
+# process whose setproctitle overwrote what /proc/PID/environ shows); and a child of its own with an empty
+# environment (like Ray's agents: untagged, and reparented to init when their parent dies). It prints the four
+# pids and its tag.
+SERVER = """
+import subprocess, sys, time
+a = subprocess.Popen([sys.argv[1], "300"])
+b = subprocess.Popen([sys.argv[1], "300"], env={})
+print(a.pid, b.pid, flush=True)
+time.sleep(300)
+"""
 OWNER = """
-import os, subprocess, sys, time
+import shutil, subprocess, sys, time
 from llm_emu.lifetime import guard_children
 tag = guard_children() if sys.argv[1] == "guard" else None
-server = subprocess.Popen([sys.executable, "-c",
-    "import subprocess, sys, time; c = subprocess.Popen(['sleep', '300']); print(c.pid, flush=True); time.sleep(300)"],
-    stdout=subprocess.PIPE, start_new_session=True, text=True)
-print(server.pid, server.stdout.readline().strip(), tag, flush=True)
+server = subprocess.Popen([sys.executable, "-c", sys.argv[2], shutil.which("sleep")], stdout=subprocess.PIPE,
+                          start_new_session=True, text=True)
+bare = subprocess.Popen([shutil.which("sleep"), "300"], env={})
+print(server.pid, server.stdout.readline().strip(), bare.pid, tag, flush=True)
 time.sleep(300)
 """
 
@@ -45,10 +55,11 @@ def _wait_dead(pids: list[int], timeout_s: float) -> list[int]:
 
 
 def _start_owner(mode: str) -> tuple[subprocess.Popen[str], list[int], str]:
-    owner = subprocess.Popen([PY, "-c", OWNER, mode], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    owner = subprocess.Popen([PY, "-c", OWNER, mode, SERVER], stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
     assert owner.stdout is not None
-    server, grandchild, tag = owner.stdout.readline().split()
-    return owner, [int(server), int(grandchild)], tag
+    *pids, tag = owner.stdout.readline().split()
+    return owner, [int(p) for p in pids], tag
 
 
 def _kill_all(pids: list[int]) -> None:
@@ -62,8 +73,10 @@ def _kill_all(pids: list[int]) -> None:
 def test_children_die_with_a_sigkilled_owner():
     owner, pids, tag = _start_owner("guard")
     try:
-        assert all(tag in lifetime.tags_of(p) for p in pids)  # inherited through a new session, and by a grandchild
-        assert lifetime.alive(pids[0])
+        server, tagged, untagged, bare = pids
+        assert tag in lifetime.tags_of(server) and tag in lifetime.tags_of(tagged)  # through a new session too
+        assert lifetime.tags_of(untagged) == lifetime.tags_of(bare) == [] and lifetime.alive(bare)
+        time.sleep(1.5)  # the watchdog records the owner's descendants once a second
         owner.kill()  # SIGKILL: no atexit, no finalizer
         owner.wait()
         assert _wait_dead(pids, 5.0) == []
@@ -94,8 +107,10 @@ def test_orphans_are_reaped_at_the_next_start():
         owner.wait()
         time.sleep(0.5)
         assert all(lifetime.alive(p) for p in pids)  # nobody watching any more
-        assert set(pids) <= set(lifetime.reap_orphans())
-        assert _wait_dead(pids, 5.0) == []
+        reaped = set(lifetime.reap_orphans())
+        assert set(pids[:3]) <= reaped  # the tagged server, and its children
+        assert _wait_dead(pids[:3], 5.0) == []
+        assert lifetime.alive(pids[3])  # an untagged child whose parent is gone: only the watchdog knew it
     finally:
         _kill_all(pids)
 
