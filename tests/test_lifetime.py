@@ -194,6 +194,7 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.ci_e2e
 @pytest.mark.timeout(300)
 def test_sigkilled_api_server_takes_its_engine_core_along(tmp_path):
     """`llm-emu serve`'s EngineCore dies with a SIGKILLed API server (vLLM alone would leave it running)."""
