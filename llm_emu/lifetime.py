@@ -65,9 +65,9 @@ def alive(pid: int, started: str | None = None) -> bool:
 
 
 def owner_alive(tag: str) -> bool:
-    """Whether the process that created ``tag`` still runs."""
+    """Whether the process that created ``tag`` still runs (a malformed tag counts as alive: never reaped)."""
     pid, started, _ = tag.split(":", 2)
-    return alive(int(pid), started)
+    return not pid.isdigit() or alive(int(pid), started)
 
 
 def tags_of(pid: int) -> list[str]:

@@ -143,6 +143,7 @@ def test_tags_name_their_owner_by_pid_and_start_time():
     assert lifetime.owner_alive(f"{me}:{lifetime.start_time(me)}:x")
     assert not lifetime.owner_alive(f"{me}:1:x")  # same pid, another start: a reused pid is not the owner
     assert lifetime.tags_of(2**22 + 12345) == []  # no such process
+    assert lifetime.owner_alive("not-a-pid:x:y")  # someone else's value: never a reason to kill
 
 
 # A process that starts a multiprocessing (spawn) child calling die_with_parent, like vLLM's API server
