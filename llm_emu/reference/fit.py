@@ -1,0 +1,180 @@
+"""Fit the calibrated oracle's terms on reference rows and score them leave-one-source-out.
+
+The fit replays rows through the emulator (``Evaluator``: the virtual clock in practice, deterministic) and
+minimises the weighted squared log-ratio of emulated to published metrics (one residual per row and target
+family: ITL, TPOT, E2E, TTFT, throughput) with a bounded Levenberg-Marquardt on a finite-difference Jacobian.
+Everything is deterministic: same rows and evaluator, same terms.
+
+Leave-one-source-out: for every source, the terms are refitted without that source's rows and scored on them,
+so each reported error comes from terms that never saw the row's source.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llm_emu.oracle.calibration import CalibrationTerms
+from llm_emu.reference.compare import FAMILIES, emulated_value, row_family_errors, signed_errors
+from llm_emu.reference.rows import ReferenceRow
+
+#: row_id -> vLLM benchmark-client result dict, for the given terms and rows.
+Evaluator = Callable[[CalibrationTerms, Sequence[ReferenceRow]], Mapping[str, Mapping[str, Any]]]
+
+#: Bounds of each term (keep the oracle contract: >= 0, scale > 0) and the finite-difference step.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "scale": (0.5, 2.0), "step_ms": (0.0, 10.0), "prefill_ms_per_ktok": (0.0, 40.0),
+    "decode_ctx_ms_per_ktok": (0.0, 1.0),
+}
+FD_STEP: dict[str, float] = {"scale": 0.03, "step_ms": 0.25, "prefill_ms_per_ktok": 1.0, "decode_ctx_ms_per_ktok": 0.01}
+DEFAULT_FREE = ("scale", "step_ms", "prefill_ms_per_ktok")
+
+
+def residuals(rows: Sequence[ReferenceRow], results: Mapping[str, Mapping[str, Any]]) -> np.ndarray:
+    """sqrt(weight) * log(emulated / published), one per row and family (first published member)."""
+    out: list[float] = []
+    for row in rows:
+        res = results[row.row_id]
+        for members, _, weight in FAMILIES.values():
+            metric = next((m for m in members if m in row.published), None)
+            if metric is None:
+                continue
+            emu = emulated_value(row, metric, res)
+            pub = row.published[metric]
+            ok = emu is not None and emu > 0 and pub > 0
+            out.append(math.sqrt(weight) * (math.log(emu / pub) if ok else 0.0))  # type: ignore[operator]
+    return np.asarray(out, dtype=float)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Outcome of one fit."""
+
+    terms: CalibrationTerms
+    """Fitted terms."""
+    cost: float
+    """0.5 * sum of squared residuals at the terms."""
+    start_cost: float
+    """The same at the start."""
+    iterations: int
+    """Levenberg-Marquardt iterations run."""
+    evaluations: int
+    """Replays of the row set."""
+    rows: tuple[str, ...]
+    """Rows fitted on."""
+
+
+class _Problem:
+    """Residuals as a function of the free terms' vector, with a cache of evaluated points."""
+
+    def __init__(self, rows: Sequence[ReferenceRow], evaluate: Evaluator, start: CalibrationTerms,
+                 free: Sequence[str]) -> None:
+        self.rows, self.evaluate, self.start, self.free = list(rows), evaluate, start, list(free)
+        self.cache: dict[tuple[float, ...], np.ndarray] = {}
+
+    def terms(self, x: np.ndarray) -> CalibrationTerms:
+        values = asdict(self.start)
+        values.update({name: float(v) for name, v in zip(self.free, x, strict=True)})
+        return CalibrationTerms(**values)
+
+    def clip(self, x: np.ndarray) -> np.ndarray:
+        lo = np.array([BOUNDS[n][0] for n in self.free])
+        hi = np.array([BOUNDS[n][1] for n in self.free])
+        return np.round(np.clip(x, lo, hi), 6)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        key = tuple(np.round(x, 6))
+        if key not in self.cache:
+            self.cache[key] = residuals(self.rows, self.evaluate(self.terms(x), self.rows))
+        return self.cache[key]
+
+    def jacobian(self, x: np.ndarray, r0: np.ndarray) -> np.ndarray:
+        cols = []
+        for j, name in enumerate(self.free):
+            h = FD_STEP[name] if x[j] + FD_STEP[name] <= BOUNDS[name][1] else -FD_STEP[name]
+            xh = x.copy()
+            xh[j] += h
+            cols.append((self(xh) - r0) / h)
+        return np.stack(cols, axis=1)
+
+
+def fit_terms(rows: Sequence[ReferenceRow], evaluate: Evaluator, start: CalibrationTerms | None = None,
+              free: Sequence[str] = DEFAULT_FREE, max_iter: int = 6, tol: float = 1e-3) -> FitResult:
+    """Bounded Levenberg-Marquardt fit of the ``free`` terms (the others stay at ``start``)."""
+    problem = _Problem(rows, evaluate, start or CalibrationTerms(), free)
+    x = np.array([getattr(problem.start, n) for n in free], dtype=float)
+    r = problem(x)
+    cost0 = cost = 0.5 * float(r @ r)
+    lam, it = 1e-2, 0
+    for it in range(1, max_iter + 1):  # noqa: B007 - `it` is reported
+        jac = problem.jacobian(x, r)
+        jtj, grad = jac.T @ jac, jac.T @ r
+        improved = False
+        for _ in range(4):
+            step = np.linalg.solve(jtj + lam * np.diag(np.diag(jtj) + 1e-9), -grad)
+            x_new = problem.clip(x + step)
+            r_new = problem(x_new)
+            cost_new = 0.5 * float(r_new @ r_new)
+            if cost_new < cost:
+                improved, lam = True, max(lam / 3, 1e-6)
+                break
+            lam *= 4
+        if not improved:
+            break
+        gain = (cost - cost_new) / max(cost, 1e-12)
+        x, r, cost = x_new, r_new, cost_new
+        if gain < tol:
+            break
+    return FitResult(terms=problem.terms(x), cost=cost, start_cost=cost0, iterations=it,
+                     evaluations=len(problem.cache), rows=tuple(row.row_id for row in rows))
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Leave-one-source-out outcome."""
+
+    folds: dict[str, CalibrationTerms]
+    """source_id -> terms fitted without that source."""
+    errors: dict[str, dict[str, float]]
+    """row_id -> family -> signed % error with its fold's terms."""
+    summary: dict[str, dict[str, float]] = field(default_factory=dict)
+    """family -> {"mean_abs": ..., "max_abs": ..., "rows": n}."""
+
+
+def summarize(errors: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """family -> mean and max |signed error| over rows (and the number of rows)."""
+    out: dict[str, dict[str, float]] = {}
+    for family in FAMILIES:
+        values = [abs(e[family]) for e in errors.values() if family in e]
+        if values:
+            out[family] = {"mean_abs": round(sum(values) / len(values), 2), "max_abs": round(max(values), 2),
+                           "rows": len(values)}
+    return out
+
+
+def leave_one_source_out(rows: Sequence[ReferenceRow], evaluate: Evaluator, start: CalibrationTerms,
+                         free: Sequence[str] = DEFAULT_FREE, max_iter: int = 4) -> HeldOut:
+    """Refit without each source in turn (from ``start``, usually the all-rows fit) and score that source."""
+    folds: dict[str, CalibrationTerms] = {}
+    errors: dict[str, dict[str, float]] = {}
+    for source in sorted({r.source_id for r in rows}):
+        held = [r for r in rows if r.source_id == source]
+        train = [r for r in rows if r.source_id != source]
+        if not train:
+            continue
+        terms = fit_terms(train, evaluate, start, free, max_iter=max_iter).terms
+        folds[source] = terms
+        results = evaluate(terms, held)
+        for row in held:
+            errors[row.row_id] = row_family_errors(signed_errors(row, results[row.row_id]))
+    return HeldOut(folds=folds, errors=errors, summary=summarize(errors))
+
+
+def score(rows: Sequence[ReferenceRow], evaluate: Evaluator, terms: CalibrationTerms) -> dict[str, dict[str, float]]:
+    """row_id -> family -> signed % error of ``terms`` on ``rows`` (for transferred or baseline terms)."""
+    results = evaluate(terms, rows)
+    return {row.row_id: row_family_errors(signed_errors(row, results[row.row_id])) for row in rows}

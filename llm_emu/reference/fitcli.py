@@ -1,0 +1,129 @@
+"""`llm-emu calibrate`: fit the aic-cal terms of one GPU on its reference rows, score them leave-one-source-out.
+
+With ``--transfer-from GPU`` nothing is fitted: that GPU's terms are scored on this GPU's rows (all of them
+held out). ``--write`` stores the result as ``profiles/calibration/<gpu>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from llm_emu.errors import EmuError
+from llm_emu.oracle.calibration import Calibration, CalibrationTerms, load_calibration, save_calibration
+from llm_emu.reference.compare import FAMILIES
+from llm_emu.reference.fit import BOUNDS, DEFAULT_FREE, Evaluator, fit_terms, leave_one_source_out, score, summarize
+from llm_emu.reference.plan import ReplayOptions, plan_row
+from llm_emu.reference.replay import CLOCKS, replay
+from llm_emu.reference.rows import REFERENCE_CSV, ReferenceRow, load_reference
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `llm-emu calibrate`."""
+    parser.add_argument("--gpu", required=True, help="aiconfigurator system to calibrate, e.g. h100_sxm")
+    parser.add_argument("--rows", nargs="+", default=None, metavar="ID",
+                        help="rows or sources to use (default: every reference row of --gpu)")
+    parser.add_argument("--free", default=",".join(DEFAULT_FREE),
+                        help=f"terms to fit, comma-separated, of {sorted(BOUNDS)} (default %(default)s)")
+    parser.add_argument("--transfer-from", default=None, metavar="GPU",
+                        help="fit nothing: score that GPU's shipped terms on these rows")
+    parser.add_argument("--clock", choices=CLOCKS, default="virtual", help="replay clock (default %(default)s)")
+    parser.add_argument("--max-prompts", type=int, default=400, help="cap requests per row (default %(default)s)")
+    parser.add_argument("--max-iter", type=int, default=6, help="Levenberg-Marquardt iterations (default %(default)s)")
+    parser.add_argument("--reference", default=str(REFERENCE_CSV), help="reference CSV (default: the shipped set)")
+    parser.add_argument("--out", default=None, help="work directory, reused on a rerun (default runs/calibrate/<gpu>)")
+    parser.add_argument("--write", action="store_true", help="write profiles/calibration/<gpu>.json")
+
+
+def _profile(terms: CalibrationTerms) -> str:
+    return "aic-cal:{gpu}," + ",".join(f"{k}={v!r}" for k, v in asdict(terms).items())
+
+
+def replay_evaluator(clock: str, out: Path, max_prompts: int | None, seed: int = 0) -> Evaluator:
+    """An Evaluator that replays rows with the given terms; finished rows are kept on disk and reused."""
+
+    def evaluate(terms: CalibrationTerms, rows: Sequence[ReferenceRow]) -> dict[str, Mapping[str, Any]]:
+        profile = _profile(terms)
+        work = out / "evals" / hashlib.sha256(f"{profile}|{max_prompts}|{seed}".encode()).hexdigest()[:12]
+        results: dict[str, Mapping[str, Any]] = {}
+        todo = []
+        for row in rows:
+            done = work / "results" / f"{row.row_id}.json"
+            if done.is_file():
+                results[row.row_id] = json.loads(done.read_text())["result"]
+            else:
+                todo.append(plan_row(row, ReplayOptions(profile=profile, max_prompts=max_prompts, seed=seed)))
+        for plan, result in replay(todo, clock, work):
+            results[plan.row.row_id] = result
+        print(f"  evaluated {profile.split(',', 1)[1]} on {len(rows)} rows ({len(todo)} replayed)",
+              file=sys.stderr, flush=True)
+        return results
+
+    return evaluate
+
+
+def _table(rows: Sequence[ReferenceRow], columns: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
+    fams = list(FAMILIES)
+    head = "| row | source | " + " | ".join(f"{c} {f} %" for c in columns for f in fams) + " |"
+    lines = [head, "|---|---|" + "---:|" * (len(columns) * len(fams))]
+    for r in rows:
+        cells = [f"{columns[c].get(r.row_id, {}).get(f, float('nan')):+.1f}" for c in columns for f in fams]
+        lines.append(f"| {r.row_id} | {r.source_id} | " + " | ".join(c.replace("+nan", "") for c in cells) + " |")
+    for c, errs in columns.items():
+        s = summarize(errs)
+        lines.append(f"| mean abs ({c}) | | " + " | ".join(
+            f"{s[f]['mean_abs']:.1f}" if f in s else "" for f in fams) + " |")
+    return "\n".join(lines)
+
+
+def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Evaluator) -> tuple[Calibration, str]:
+    baseline = score(rows, evaluate, CalibrationTerms())
+    cmd = "llm-emu " + " ".join(sys.argv[1:])
+    date = _dt.date.today().isoformat()
+    if args.transfer_from:
+        src = load_calibration(args.transfer_from)
+        held = score(rows, evaluate, src.terms)
+        cal = Calibration(gpu=args.gpu, terms=src.terms, rows=src.rows, sources=src.sources,
+                          held_out={"rows": [r.row_id for r in rows], "errors": held, "summary": summarize(held),
+                                    "uncalibrated": summarize(baseline)},
+                          transferred_from=args.transfer_from, fitted_at=date, command=cmd,
+                          notes=f"terms of {args.transfer_from}; every {args.gpu} row is held out")
+        return cal, _table(rows, {"aic": baseline, "transferred": held})
+    free = [f for f in args.free.split(",") if f]
+    unknown = sorted(set(free) - set(BOUNDS))
+    if unknown:
+        raise EmuError(f"unknown term(s) {unknown} in --free; valid terms are {sorted(BOUNDS)}")
+    full = fit_terms(rows, evaluate, free=free, max_iter=args.max_iter)
+    fitted = score(rows, evaluate, full.terms)
+    held = leave_one_source_out(rows, evaluate, full.terms, free)
+    sources = sorted({r.source_id for r in rows})
+    cal = Calibration(gpu=args.gpu, terms=full.terms, rows=[r.row_id for r in rows], sources=sources,
+                      held_out={"summary": held.summary, "errors": held.errors,
+                                "folds": {k: asdict(v) for k, v in held.folds.items()},
+                                "in_sample": summarize(fitted), "uncalibrated": summarize(baseline)},
+                      fitted_at=date, command=cmd,
+                      notes=f"{args.clock} clock, at most {args.max_prompts} prompts per row; free terms {free}; "
+                            f"cost {full.start_cost:.4f} -> {full.cost:.4f} in {full.iterations} iterations")
+    return cal, _table(rows, {"aic": baseline, "fit": fitted, "held-out": held.errors})
+
+
+def main(args: argparse.Namespace) -> int:
+    rows = [r for r in load_reference(args.reference, args.rows) if r.gpu == args.gpu]
+    if not rows:
+        raise EmuError(f"no reference rows for {args.gpu!r} among the selected rows; see profiles/reference/runs.csv")
+    out = Path(args.out or f"runs/calibrate/{args.gpu}")
+    evaluate = replay_evaluator(args.clock, out, args.max_prompts)
+    cal, table = _calibrate(args, rows, evaluate)
+    print(table)
+    print(f"\nterms: {asdict(cal.terms)}\nheld out: {json.dumps(cal.held_out.get('summary'))}\n{cal.provenance}")
+    (out / "calibration.json").write_text(cal.to_json())
+    if args.write:
+        print(f"wrote {save_calibration(cal)}", file=sys.stderr)
+    return 0

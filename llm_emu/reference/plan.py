@@ -1,0 +1,133 @@
+"""How a reference row is replayed: model, profile, `vllm serve` flags, vLLM-client workload, and what differs.
+
+Every difference between the published run and its replay that the offline machine cannot avoid is listed in
+``ReplayPlan.deviations``, one short phrase each, and printed with the error table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from llm_emu.benchclient import Workload
+from llm_emu.errors import EmuError
+from llm_emu.models import MODELS_DIR
+from llm_emu.reference.rows import ReferenceRow
+
+#: Prompts of a closed-loop run whose source does not say how many: this many per concurrent request.
+PROMPTS_PER_SLOT = 4
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """Choices of one replay run that are not part of the reference rows."""
+
+    profile: str = "aic-cal:{gpu}"
+    """Profile template; ``{gpu}`` becomes the row's GPU (e.g. "aic:{gpu}" for the uncalibrated estimate)."""
+    max_prompts: int | None = None
+    """Cap on requests per row (None: as published). Shortens long constant-rate stages."""
+    seed: int = 0
+    """Seed of the client's sampling and of the emulator."""
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """Everything needed to replay one row."""
+
+    row: ReferenceRow
+    """The row replayed."""
+    model: str
+    """Shipped model config served."""
+    profile: str
+    """Profile string (e.g. "aic-cal:h200_sxm,quant=fp8")."""
+    vllm_args: tuple[str, ...]
+    """`vllm serve` flags."""
+    workload: Workload
+    """vLLM benchmark-client workload (client_args included)."""
+    deviations: tuple[str, ...]
+    """What differs from the published run."""
+
+    @property
+    def server_key(self) -> tuple[str, str, tuple[str, ...]]:
+        """Rows with the same key can share one server (wall clock)."""
+        return self.model, self.profile, self.vllm_args
+
+
+def profile_for(row: ReferenceRow, template: str) -> str:
+    """The profile string of ``row`` under ``template`` (adds quant=fp8 for FP8-weight rows)."""
+    ref = template.format(gpu=row.gpu)
+    if row.weight_quant and ref.startswith(("aic:", "aic-cal:")):
+        ref += f",quant={row.weight_quant}"
+    return ref
+
+
+def _num_prompts(row: ReferenceRow, opts: ReplayOptions, dev: list[str]) -> int:
+    n = row.num_prompts
+    if n is None:
+        n = PROMPTS_PER_SLOT * (row.max_concurrency or 8)
+        dev.append(f"number of prompts unstated: {n} used")
+    if opts.max_prompts is not None and n > opts.max_prompts:
+        dev.append(f"{opts.max_prompts} of {n} prompts (--max-prompts)")
+        n = opts.max_prompts
+    return n
+
+
+def _dataset(row: ReferenceRow, n: int, opts: ReplayOptions, dev: list[str]) -> dict[str, object]:
+    if row.dataset == "sharegpt":
+        return {"dataset": "sharegpt"}
+    if row.output_len is None or row.input_len is None:
+        raise EmuError(f"reference row {row.row_id}: dataset {row.dataset} needs input_len and output_len")
+    if row.dataset == "random":
+        ratio = row.range_ratio or 0.0
+        return {"dataset": "random", "random_input_len": row.input_len, "random_output_len": row.output_len,
+                "client_args": ("--random-range-ratio", f"{ratio:g}")}
+    from llm_emu.reference.prompts import cycled_prompts_file
+
+    path = cycled_prompts_file(row.emu_model, row.num_groups or 10, row.prompts_per_group or 10,
+                               row.prefix_len or 0, row.input_len, n, seed=opts.seed)
+    dev.append("random-token prompts regenerated with the stand-in tokenizer (same recipe, other tokens)")
+    return {"dataset": "custom", "dataset_path": str(path),
+            "client_args": ("--custom-output-len", str(row.output_len), "--disable-shuffle", "--skip-chat-template")}
+
+
+def _arrival(row: ReferenceRow, dev: list[str]) -> dict[str, object]:
+    if row.arrival == "constant":
+        return {"request_rate": row.request_rate, "burstiness": math.inf}  # vLLM: fixed gaps of 1/rate
+    if row.arrival == "poisson":
+        return {"request_rate": row.request_rate, "burstiness": 1.0}
+    if row.arrival == "closed-loop" and row.max_concurrency is None:
+        raise EmuError(f"reference row {row.row_id}: closed-loop arrival needs max_concurrency")
+    return {"request_rate": math.inf, "max_concurrency": row.max_concurrency}
+
+
+def _row_deviations(row: ReferenceRow) -> list[str]:
+    dev = []
+    hf_name = (MODELS_DIR / row.emu_model / "llm_emu.json")
+    if hf_name.is_file():
+        dev.append(f"Mistral-v3 tokenizer stands in for {row.model}'s (token counts differ)")
+    if "offload" in row.serve_flags_published.lower():
+        dev.append("KV-cache CPU offloading not emulated")
+    if row.weight_quant:
+        dev.append(f"{row.weight_quant} weights only in the latency estimate (vLLM serves BF16 shapes)")
+    if row.api == "unstated":
+        dev.append("API unstated: completions used")
+    if row.ignore_eos == "unstated":
+        dev.append("ignore_eos unstated: on (fixed output lengths)")
+    if "stage 1 follows stage 0" in row.notes:
+        dev.append("stage replayed alone (the source ran it after stage 0: warm prefix cache)")
+    return dev
+
+
+def plan_row(row: ReferenceRow, opts: ReplayOptions | None = None) -> ReplayPlan:
+    """The replay of ``row``."""
+    opts = opts or ReplayOptions()
+    dev = _row_deviations(row)
+    n = _num_prompts(row, opts, dev)
+    data = _dataset(row, n, opts, dev)
+    client_args = tuple(data.pop("client_args", ()))  # type: ignore[arg-type]
+    if row.api == "chat":
+        client_args += ("--backend", "openai-chat", "--endpoint", "/v1/chat/completions")
+    workload = Workload(num_prompts=n, seed=opts.seed, ignore_eos=row.ignore_eos != "false",
+                        client_args=client_args, **data, **_arrival(row, dev))  # type: ignore[arg-type]
+    return ReplayPlan(row=row, model=row.emu_model, profile=profile_for(row, opts.profile),
+                      vllm_args=row.serve_flags, workload=workload, deviations=tuple(dev))
