@@ -1,4 +1,4 @@
-"""Turn a ``--profile`` argument into a ProfilePack: a pack directory, ``aic:<gpu>``, ``aic-cal:<gpu>`` or ``formula:...``.
+"""Turn a ``--profile`` argument into a ProfilePack: a pack dir, ``aic:<gpu>``, ``aic-cal:<gpu>`` or ``formula:...``.
 
 ``aic:<gpu>`` is aiconfigurator's uncalibrated estimate; ``aic-cal:<gpu>`` adds the terms fitted on public real-GPU
 runs (``profiles/calibration/<gpu>.json``). Both take options after the GPU: ``quant=fp8`` (FP8 weights in the
@@ -73,7 +73,8 @@ def _aic_options(kind: str, rest: str) -> tuple[str, dict[str, Any]]:
     """``h100_sxm,quant=fp8,step_ms=1`` -> ("h100_sxm", {"quant": "fp8", "step_ms": 1.0})."""
     gpu, *items = rest.split(",")
     if gpu not in GPU_MEMORY_BYTES:
-        raise ProfileError(f"unknown {kind} system {gpu!r}; valid are {sorted(GPU_MEMORY_BYTES)} (e.g. {kind}:h100_sxm)")
+        raise ProfileError(f"unknown {kind} system {gpu!r}; valid are {sorted(GPU_MEMORY_BYTES)} "
+                           f"(e.g. {kind}:h100_sxm)")
     options: dict[str, Any] = {}
     for item in filter(None, items):
         key, sep, value = item.partition("=")
@@ -117,7 +118,8 @@ def _aic_pack(kind: str, rest: str, model_config: dict[str, Any] | None, vllm_ve
         params.update(extra)
         oracle = "calibrated"
     name, mem = GPU_MEMORY_BYTES[gpu]
-    method = f"aiconfigurator-core kernel database, system {gpu}, backend vllm" + (f", {quant} weights" if quant else "")
+    method = f"aiconfigurator-core kernel database, system {gpu}, backend vllm"
+    method += f", {quant} weights" if quant else ""
     meta = ProfileMeta(
         device=DeviceInfo(name=name, memory_bytes=mem, kind="cuda"),
         engine=CUDA_DEFAULTS,

@@ -102,16 +102,16 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
         raise EmuError(f"unknown term(s) {unknown} in --free; valid terms are {sorted(BOUNDS)}")
     full = fit_terms(rows, evaluate, free=free, max_iter=args.max_iter)
     fitted = score(rows, evaluate, full.terms)
-    held = leave_one_source_out(rows, evaluate, full.terms, free)
+    loso = leave_one_source_out(rows, evaluate, full.terms, free)
     sources = sorted({r.source_id for r in rows})
     cal = Calibration(gpu=args.gpu, terms=full.terms, rows=[r.row_id for r in rows], sources=sources,
-                      held_out={"summary": held.summary, "errors": held.errors,
-                                "folds": {k: asdict(v) for k, v in held.folds.items()},
+                      held_out={"summary": loso.summary, "errors": loso.errors,
+                                "folds": {k: asdict(v) for k, v in loso.folds.items()},
                                 "in_sample": summarize(fitted), "uncalibrated": summarize(baseline)},
                       fitted_at=date, command=cmd,
                       notes=f"{args.clock} clock, at most {args.max_prompts} prompts per row; free terms {free}; "
                             f"cost {full.start_cost:.4f} -> {full.cost:.4f} in {full.iterations} iterations")
-    return cal, _table(rows, {"aic": baseline, "fit": fitted, "held-out": held.errors})
+    return cal, _table(rows, {"aic": baseline, "fit": fitted, "held-out": loso.errors})
 
 
 def main(args: argparse.Namespace) -> int:

@@ -124,7 +124,7 @@ def plan_row(row: ReferenceRow, opts: ReplayOptions | None = None) -> ReplayPlan
     dev = _row_deviations(row)
     n = _num_prompts(row, opts, dev)
     data = _dataset(row, n, opts, dev)
-    client_args = tuple(data.pop("client_args", ()))  # type: ignore[arg-type]
+    client_args: tuple[str, ...] = tuple(data.pop("client_args", ()))  # type: ignore[arg-type]
     if row.api == "chat":
         client_args += ("--backend", "openai-chat", "--endpoint", "/v1/chat/completions")
     workload = Workload(num_prompts=n, seed=opts.seed, ignore_eos=row.ignore_eos != "false",

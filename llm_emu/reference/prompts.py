@@ -24,7 +24,7 @@ def _tokenizer(model: str) -> Any:
     from vllm.tokenizers import get_tokenizer
 
     resolved = resolve_model(model)
-    kwargs = {"tokenizer_mode": resolved.tokenizer_mode} if resolved.tokenizer_mode else {}
+    kwargs: dict[str, Any] = {"tokenizer_mode": resolved.tokenizer_mode} if resolved.tokenizer_mode else {}
     return get_tokenizer(resolved.tokenizer or resolved.model, **kwargs)
 
 

@@ -44,8 +44,9 @@ def _wall_rows(plans: Sequence[ReplayPlan], out_dir: Path) -> Iterator[tuple[Rep
 
     for key, group in groupby(plans, key=lambda p: p.server_key):
         model, profile, vllm_args = key
+        tag = hashlib.sha256(repr(key).encode()).hexdigest()[:8]
         spec = ServerSpec(kind="emulated", model=model, profile=profile, vllm_args=vllm_args,
-                          log_path=out_dir / "logs" / f"server-{hashlib.sha256(repr(key).encode()).hexdigest()[:8]}.log")
+                          log_path=out_dir / "logs" / f"server-{tag}.log")
         with ServerProcess(spec) as server:
             for plan in group:
                 server.reset_prefix_cache()
