@@ -78,6 +78,9 @@ class Calibration:
     """Reference rows the terms were fitted on (``profiles/reference/runs.csv`` row_id)."""
     sources: list[str]
     """Their distinct source_id values."""
+    host_request_ms: float = 0.0
+    """Host time of the real server from a request's arrival to its scheduling (HTTP, tokenisation), fitted with
+    the terms; not part of the oracle: the virtual clock charges it per request in replays of this GPU."""
     held_out: dict[str, Any] = field(default_factory=dict)
     """Leave-one-source-out scores: metric -> mean |error| % on rows of a source the fit did not see, etc."""
     transferred_from: str | None = None

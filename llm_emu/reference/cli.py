@@ -28,6 +28,11 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="profile template, {gpu} = the row's GPU (default %(default)s; aic:{gpu} = uncalibrated)")
     parser.add_argument("--max-prompts", type=int, default=None,
                         help="cap requests per row (long constant-rate stages; listed as a deviation)")
+    parser.add_argument("--host-ms", type=float, default=None,
+                        help="virtual clock: host ms per request (default: the GPU's calibrated value for aic-cal "
+                             "profiles, else 0)")
+    parser.add_argument("--host-model", default=None, metavar="JSON",
+                        help="virtual clock: a full host-time model (llm_emu.virtual.HostModel JSON), instead")
     parser.add_argument("--seed", type=int, default=0, help="seed of the client's sampling and the emulator")
     parser.add_argument("--reference", default=str(REFERENCE_CSV), help="reference CSV (default: the shipped set)")
     parser.add_argument("--out", default=None, help="output directory (default: runs/reference/<timestamp>)")
@@ -41,6 +46,15 @@ def _write_atomic(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def load_host(path: str | None) -> Any:
+    """The virtual clock's host model from a JSON file (None: pure device time)."""
+    if path in (None, "none"):
+        return None
+    from llm_emu.virtual.host import HostModel
+
+    return HostModel.load(path)
 
 
 def _list(plans: Sequence[ReplayPlan]) -> None:
@@ -73,7 +87,8 @@ def report(rows: Sequence[ReferenceRow], plans: Sequence[ReplayPlan], results: d
 
 def main(args: argparse.Namespace) -> int:
     rows = load_reference(args.reference, args.rows)
-    opts = ReplayOptions(profile=args.profile, max_prompts=args.max_prompts, seed=args.seed)
+    opts = ReplayOptions(profile=args.profile, max_prompts=args.max_prompts, seed=args.seed,
+                         host_request_ms=args.host_ms)
     plans = [plan_row(r, opts) for r in rows]
     if args.list:
         _list(plans)
@@ -81,7 +96,7 @@ def main(args: argparse.Namespace) -> int:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/reference/{stamp}")
     results: dict[str, dict[str, Any]] = {}
-    for plan, result in replay(plans, args.clock, out):
+    for plan, result in replay(plans, args.clock, out, host=load_host(args.host_model)):
         results[plan.row.row_id] = result
         fe = row_family_errors(signed_errors(plan.row, result))
         print(f"{plan.row.row_id}: " + "  ".join(f"{k} {v:+.1f}%" for k, v in fe.items()), file=sys.stderr, flush=True)

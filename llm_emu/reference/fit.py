@@ -1,6 +1,9 @@
 """Fit the calibrated oracle's terms on reference rows and score them leave-one-source-out.
 
-The fit replays rows through the emulator (``Evaluator``: the virtual clock in practice, deterministic) and
+Parameters are the ``CalibrationTerms`` of the oracle plus, optionally, ``host_request_ms``: the real server's
+host time from a request's arrival to the scheduler (HTTP, tokenisation), which the virtual clock charges per
+request (it moves TTFT and E2E, never the device steps). The fit replays rows through the emulator (``Evaluator``:
+the virtual clock in practice, deterministic) and
 minimises the weighted squared log-ratio of emulated to published metrics (one residual per row and target
 family: ITL, TPOT, E2E, TTFT, throughput) with a bounded Levenberg-Marquardt on a finite-difference Jacobian.
 Everything is deterministic: same rows and evaluator, same terms.
@@ -22,16 +25,28 @@ from llm_emu.oracle.calibration import CalibrationTerms
 from llm_emu.reference.compare import FAMILIES, emulated_value, row_family_errors, signed_errors
 from llm_emu.reference.rows import ReferenceRow
 
-#: row_id -> vLLM benchmark-client result dict, for the given terms and rows.
-Evaluator = Callable[[CalibrationTerms, Sequence[ReferenceRow]], Mapping[str, Mapping[str, Any]]]
+Params = dict[str, float]
+"""Parameter name -> value: CalibrationTerms fields and optionally HOST_PARAM."""
+#: row_id -> vLLM benchmark-client result dict, for the given parameters and rows.
+Evaluator = Callable[[Params, Sequence[ReferenceRow]], Mapping[str, Mapping[str, Any]]]
 
-#: Bounds of each term (keep the oracle contract: >= 0, scale > 0) and the finite-difference step.
+HOST_PARAM = "host_request_ms"
+#: Bounds of each parameter (keep the oracle contract: >= 0, scale > 0) and the finite-difference step.
 BOUNDS: dict[str, tuple[float, float]] = {
     "scale": (0.5, 2.0), "step_ms": (0.0, 10.0), "prefill_ms_per_ktok": (0.0, 40.0),
-    "decode_ctx_ms_per_ktok": (0.0, 1.0),
+    "decode_ctx_ms_per_ktok": (0.0, 1.0), HOST_PARAM: (0.0, 200.0),
 }
-FD_STEP: dict[str, float] = {"scale": 0.03, "step_ms": 0.25, "prefill_ms_per_ktok": 1.0, "decode_ctx_ms_per_ktok": 0.01}
-DEFAULT_FREE = ("scale", "step_ms", "prefill_ms_per_ktok")
+FD_STEP: dict[str, float] = {"scale": 0.03, "step_ms": 0.25, "prefill_ms_per_ktok": 1.0,
+                             "decode_ctx_ms_per_ktok": 0.01, HOST_PARAM: 2.0}
+DEFAULT_FREE = ("scale", "step_ms", "prefill_ms_per_ktok", HOST_PARAM)
+#: The uncalibrated estimate: aiconfigurator alone, no host time.
+IDENTITY: Params = {**asdict(CalibrationTerms()), HOST_PARAM: 0.0}
+
+
+def split_params(params: Mapping[str, float]) -> tuple[CalibrationTerms, float]:
+    """(oracle terms, host ms per request) of a parameter dict."""
+    terms = {k: v for k, v in params.items() if k != HOST_PARAM}
+    return CalibrationTerms.from_dict(terms), float(params.get(HOST_PARAM, 0.0))
 
 
 def residuals(rows: Sequence[ReferenceRow], results: Mapping[str, Mapping[str, Any]]) -> np.ndarray:
@@ -54,8 +69,8 @@ def residuals(rows: Sequence[ReferenceRow], results: Mapping[str, Mapping[str, A
 class FitResult:
     """Outcome of one fit."""
 
-    terms: CalibrationTerms
-    """Fitted terms."""
+    params: Params
+    """Fitted parameters (all of them, free and fixed)."""
     cost: float
     """0.5 * sum of squared residuals at the terms."""
     start_cost: float
@@ -71,15 +86,13 @@ class FitResult:
 class _Problem:
     """Residuals as a function of the free terms' vector, with a cache of evaluated points."""
 
-    def __init__(self, rows: Sequence[ReferenceRow], evaluate: Evaluator, start: CalibrationTerms,
+    def __init__(self, rows: Sequence[ReferenceRow], evaluate: Evaluator, start: Mapping[str, float],
                  free: Sequence[str]) -> None:
-        self.rows, self.evaluate, self.start, self.free = list(rows), evaluate, start, list(free)
+        self.rows, self.evaluate, self.start, self.free = list(rows), evaluate, {**IDENTITY, **start}, list(free)
         self.cache: dict[tuple[float, ...], np.ndarray] = {}
 
-    def terms(self, x: np.ndarray) -> CalibrationTerms:
-        values = asdict(self.start)
-        values.update({name: float(v) for name, v in zip(self.free, x, strict=True)})
-        return CalibrationTerms(**values)
+    def terms(self, x: np.ndarray) -> Params:
+        return {**self.start, **{name: float(v) for name, v in zip(self.free, x, strict=True)}}
 
     def clip(self, x: np.ndarray) -> np.ndarray:
         lo = np.array([BOUNDS[n][0] for n in self.free])
@@ -102,11 +115,11 @@ class _Problem:
         return np.stack(cols, axis=1)
 
 
-def fit_terms(rows: Sequence[ReferenceRow], evaluate: Evaluator, start: CalibrationTerms | None = None,
+def fit_terms(rows: Sequence[ReferenceRow], evaluate: Evaluator, start: Mapping[str, float] | None = None,
               free: Sequence[str] = DEFAULT_FREE, max_iter: int = 6, tol: float = 1e-3) -> FitResult:
-    """Bounded Levenberg-Marquardt fit of the ``free`` terms (the others stay at ``start``)."""
-    problem = _Problem(rows, evaluate, start or CalibrationTerms(), free)
-    x = np.array([getattr(problem.start, n) for n in free], dtype=float)
+    """Bounded Levenberg-Marquardt fit of the ``free`` parameters (the others stay at ``start``/IDENTITY)."""
+    problem = _Problem(rows, evaluate, start or {}, free)
+    x = np.array([problem.start[n] for n in free], dtype=float)
     r = problem(x)
     cost0 = cost = 0.5 * float(r @ r)
     lam, it = 1e-2, 0
@@ -129,7 +142,7 @@ def fit_terms(rows: Sequence[ReferenceRow], evaluate: Evaluator, start: Calibrat
         x, r, cost = x_new, r_new, cost_new
         if gain < tol:
             break
-    return FitResult(terms=problem.terms(x), cost=cost, start_cost=cost0, iterations=it,
+    return FitResult(params=problem.terms(x), cost=cost, start_cost=cost0, iterations=it,
                      evaluations=len(problem.cache), rows=tuple(row.row_id for row in rows))
 
 
@@ -137,8 +150,8 @@ def fit_terms(rows: Sequence[ReferenceRow], evaluate: Evaluator, start: Calibrat
 class HeldOut:
     """Leave-one-source-out outcome."""
 
-    folds: dict[str, CalibrationTerms]
-    """source_id -> terms fitted without that source."""
+    folds: dict[str, Params]
+    """source_id -> parameters fitted without that source."""
     errors: dict[str, dict[str, float]]
     """row_id -> family -> signed % error with its fold's terms."""
     summary: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -156,17 +169,17 @@ def summarize(errors: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, 
     return out
 
 
-def leave_one_source_out(rows: Sequence[ReferenceRow], evaluate: Evaluator, start: CalibrationTerms,
+def leave_one_source_out(rows: Sequence[ReferenceRow], evaluate: Evaluator, start: Mapping[str, float],
                          free: Sequence[str] = DEFAULT_FREE, max_iter: int = 4) -> HeldOut:
     """Refit without each source in turn (from ``start``, usually the all-rows fit) and score that source."""
-    folds: dict[str, CalibrationTerms] = {}
+    folds: dict[str, Params] = {}
     errors: dict[str, dict[str, float]] = {}
     for source in sorted({r.source_id for r in rows}):
         held = [r for r in rows if r.source_id == source]
         train = [r for r in rows if r.source_id != source]
         if not train:
             continue
-        terms = fit_terms(train, evaluate, start, free, max_iter=max_iter).terms
+        terms = fit_terms(train, evaluate, start, free, max_iter=max_iter).params
         folds[source] = terms
         results = evaluate(terms, held)
         for row in held:
@@ -174,7 +187,7 @@ def leave_one_source_out(rows: Sequence[ReferenceRow], evaluate: Evaluator, star
     return HeldOut(folds=folds, errors=errors, summary=summarize(errors))
 
 
-def score(rows: Sequence[ReferenceRow], evaluate: Evaluator, terms: CalibrationTerms) -> dict[str, dict[str, float]]:
-    """row_id -> family -> signed % error of ``terms`` on ``rows`` (for transferred or baseline terms)."""
-    results = evaluate(terms, rows)
+def score(rows: Sequence[ReferenceRow], evaluate: Evaluator, terms: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """row_id -> family -> signed % error of parameters ``terms`` on ``rows`` (transferred or baseline ones)."""
+    results = evaluate(dict(terms), rows)
     return {row.row_id: row_family_errors(signed_errors(row, results[row.row_id])) for row in rows}

@@ -19,7 +19,19 @@ from typing import Any
 from llm_emu.errors import EmuError
 from llm_emu.oracle.calibration import Calibration, CalibrationTerms, load_calibration, save_calibration
 from llm_emu.reference.compare import FAMILIES
-from llm_emu.reference.fit import BOUNDS, DEFAULT_FREE, Evaluator, fit_terms, leave_one_source_out, score, summarize
+from llm_emu.reference.fit import (
+    BOUNDS,
+    DEFAULT_FREE,
+    HOST_PARAM,
+    IDENTITY,
+    Evaluator,
+    Params,
+    fit_terms,
+    leave_one_source_out,
+    score,
+    split_params,
+    summarize,
+)
 from llm_emu.reference.plan import ReplayOptions, plan_row
 from llm_emu.reference.replay import CLOCKS, replay
 from llm_emu.reference.rows import REFERENCE_CSV, ReferenceRow, load_reference
@@ -46,12 +58,18 @@ def _profile(terms: CalibrationTerms) -> str:
     return "aic-cal:{gpu}," + ",".join(f"{k}={v!r}" for k, v in asdict(terms).items())
 
 
+def _params(cal: Calibration) -> Params:
+    return {**asdict(cal.terms), HOST_PARAM: cal.host_request_ms}
+
+
 def replay_evaluator(clock: str, out: Path, max_prompts: int | None, seed: int = 0) -> Evaluator:
     """An Evaluator that replays rows with the given terms; finished rows are kept on disk and reused."""
 
-    def evaluate(terms: CalibrationTerms, rows: Sequence[ReferenceRow]) -> dict[str, Mapping[str, Any]]:
+    def evaluate(params: Params, rows: Sequence[ReferenceRow]) -> dict[str, Mapping[str, Any]]:
+        terms, host_ms = split_params(params)
         profile = _profile(terms)
-        work = out / "evals" / hashlib.sha256(f"{profile}|{max_prompts}|{seed}".encode()).hexdigest()[:12]
+        key = f"{profile}|{host_ms!r}|{max_prompts}|{seed}"
+        work = out / "evals" / hashlib.sha256(key.encode()).hexdigest()[:12]
         results: dict[str, Mapping[str, Any]] = {}
         todo = []
         for row in rows:
@@ -59,10 +77,12 @@ def replay_evaluator(clock: str, out: Path, max_prompts: int | None, seed: int =
             if done.is_file():
                 results[row.row_id] = json.loads(done.read_text())["result"]
             else:
-                todo.append(plan_row(row, ReplayOptions(profile=profile, max_prompts=max_prompts, seed=seed)))
+                todo.append(plan_row(row, ReplayOptions(profile=profile, max_prompts=max_prompts, seed=seed,
+                                                        host_request_ms=host_ms)))
         for plan, result in replay(todo, clock, work):
             results[plan.row.row_id] = result
-        print(f"  evaluated {profile.split(',', 1)[1]} on {len(rows)} rows ({len(todo)} replayed)",
+        print(f"  evaluated {profile.split(',', 1)[1]},host_ms={host_ms:g} on {len(rows)} rows "
+              f"({len(todo)} replayed)",
               file=sys.stderr, flush=True)
         return results
 
@@ -84,13 +104,14 @@ def _table(rows: Sequence[ReferenceRow], columns: Mapping[str, Mapping[str, Mapp
 
 
 def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Evaluator) -> tuple[Calibration, str]:
-    baseline = score(rows, evaluate, CalibrationTerms())
+    baseline = score(rows, evaluate, IDENTITY)
     cmd = "llm-emu " + " ".join(sys.argv[1:])
     date = _dt.date.today().isoformat()
     if args.transfer_from:
         src = load_calibration(args.transfer_from)
-        held = score(rows, evaluate, src.terms)
+        held = score(rows, evaluate, _params(src))
         cal = Calibration(gpu=args.gpu, terms=src.terms, rows=src.rows, sources=src.sources,
+                          host_request_ms=src.host_request_ms,
                           held_out={"rows": [r.row_id for r in rows], "errors": held, "summary": summarize(held),
                                     "uncalibrated": summarize(baseline)},
                           transferred_from=args.transfer_from, fitted_at=date, command=cmd,
@@ -101,12 +122,14 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
     if unknown:
         raise EmuError(f"unknown term(s) {unknown} in --free; valid terms are {sorted(BOUNDS)}")
     full = fit_terms(rows, evaluate, free=free, max_iter=args.max_iter)
-    fitted = score(rows, evaluate, full.terms)
-    loso = leave_one_source_out(rows, evaluate, full.terms, free)
+    fitted = score(rows, evaluate, full.params)
+    loso = leave_one_source_out(rows, evaluate, full.params, free)
     sources = sorted({r.source_id for r in rows})
-    cal = Calibration(gpu=args.gpu, terms=full.terms, rows=[r.row_id for r in rows], sources=sources,
+    terms, host_ms = split_params(full.params)
+    cal = Calibration(gpu=args.gpu, terms=terms, rows=[r.row_id for r in rows], sources=sources,
+                      host_request_ms=round(host_ms, 4),
                       held_out={"summary": loso.summary, "errors": loso.errors,
-                                "folds": {k: asdict(v) for k, v in loso.folds.items()},
+                                "folds": loso.folds,
                                 "in_sample": summarize(fitted), "uncalibrated": summarize(baseline)},
                       fitted_at=date, command=cmd,
                       notes=f"{args.clock} clock, at most {args.max_prompts} prompts per row; free terms {free}; "
@@ -122,7 +145,8 @@ def main(args: argparse.Namespace) -> int:
     evaluate = replay_evaluator(args.clock, out, args.max_prompts)
     cal, table = _calibrate(args, rows, evaluate)
     print(table)
-    print(f"\nterms: {asdict(cal.terms)}\nheld out: {json.dumps(cal.held_out.get('summary'))}\n{cal.provenance}")
+    print(f"\nterms: {asdict(cal.terms)} host_request_ms {cal.host_request_ms}")
+    print(f"held out: {json.dumps(cal.held_out.get('summary'))}\n{cal.provenance}")
     (out / "calibration.json").write_text(cal.to_json())
     if args.write:
         print(f"wrote {save_calibration(cal)}", file=sys.stderr)

@@ -7,7 +7,7 @@ Every difference between the published run and its replay that the offline machi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from llm_emu.benchclient import Workload
 from llm_emu.errors import EmuError
@@ -28,6 +28,8 @@ class ReplayOptions:
     """Cap on requests per row (None: as published). Shortens long constant-rate stages."""
     seed: int = 0
     """Seed of the client's sampling and of the emulator."""
+    host_request_ms: float | None = None
+    """Virtual clock: host ms per request (None: the GPU's calibration file for aic-cal profiles, else 0)."""
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,15 @@ class ReplayPlan:
     """vLLM benchmark-client workload (client_args included)."""
     deviations: tuple[str, ...]
     """What differs from the published run."""
+    warmup: Workload | None = None
+    """Run first, unmeasured, without resetting the prefix cache (the source's steady state had it warm)."""
+    host_request_ms: float = 0.0
+    """Virtual clock only: host ms per request between arrival and scheduling."""
 
     @property
-    def server_key(self) -> tuple[str, str, tuple[str, ...]]:
-        """Rows with the same key can share one server (wall clock)."""
-        return self.model, self.profile, self.vllm_args
+    def server_key(self) -> tuple[str, str, tuple[str, ...], float]:
+        """Rows with the same key can share one server."""
+        return self.model, self.profile, self.vllm_args, self.host_request_ms
 
 
 def profile_for(row: ReferenceRow, template: str) -> str:
@@ -118,6 +124,17 @@ def _row_deviations(row: ReferenceRow) -> list[str]:
     return dev
 
 
+def host_ms_for(profile: str, gpu: str, override: float | None) -> float:
+    """Host ms per request: the override, else the GPU's calibrated value for aic-cal profiles, else 0."""
+    if override is not None:
+        return override
+    if not profile.startswith("aic-cal:"):
+        return 0.0
+    from llm_emu.oracle.calibration import available_calibrations, load_calibration
+
+    return load_calibration(gpu).host_request_ms if gpu in available_calibrations() else 0.0
+
+
 def plan_row(row: ReferenceRow, opts: ReplayOptions | None = None) -> ReplayPlan:
     """The replay of ``row``."""
     opts = opts or ReplayOptions()
@@ -129,5 +146,12 @@ def plan_row(row: ReferenceRow, opts: ReplayOptions | None = None) -> ReplayPlan
         client_args += ("--backend", "openai-chat", "--endpoint", "/v1/chat/completions")
     workload = Workload(num_prompts=n, seed=opts.seed, ignore_eos=row.ignore_eos != "false",
                         client_args=client_args, **data, **_arrival(row, dev))  # type: ignore[arg-type]
-    return ReplayPlan(row=row, model=row.emu_model, profile=profile_for(row, opts.profile),
-                      vllm_args=row.serve_flags, workload=workload, deviations=tuple(dev))
+    warmup = None
+    if row.dataset == "shared_prefix_cycled":
+        cycle = (row.num_groups or 10) * (row.prompts_per_group or 10)
+        warmup = replace(workload, num_prompts=min(cycle, n))
+        dev.append(f"one unmeasured cycle of the {cycle} prompts first (the source's first cycle ran cold)")
+    profile = profile_for(row, opts.profile)
+    return ReplayPlan(row=row, model=row.emu_model, profile=profile, vllm_args=row.serve_flags, workload=workload,
+                      deviations=tuple(dev), warmup=warmup,
+                      host_request_ms=host_ms_for(profile, row.gpu, opts.host_request_ms))

@@ -28,28 +28,48 @@ _LISTS = ("ttfts", "itls", "input_lens", "output_lens", "start_times", "errors",
 Runner = Callable[[ReplayPlan, Path], dict[str, Any]]
 
 
-def _virtual_runner(plan: ReplayPlan, out_dir: Path) -> dict[str, Any]:
+def _virtual_rows(plans: Sequence[ReplayPlan], out_dir: Path,
+                  host: Any = None) -> Iterator[tuple[ReplayPlan, dict[str, Any]]]:
+    """One runner process per server configuration; its rows (and their warm-up runs) are cells of that job."""
     try:
-        from llm_emu.virtual import run_virtual
+        from llm_emu.virtual import VirtualCell, run_virtual_cells
+        from llm_emu.virtual.host import HostModel
     except ImportError:
         raise EmuError("the virtual clock is not available in this llm-emu (llm_emu.virtual is missing); "
                        "use --clock wall") from None
-    return dict(run_virtual(plan.model, plan.profile, list(plan.vllm_args), plan.workload,
-                            seed=plan.workload.seed))
+    for key, grouped in groupby(plans, key=lambda p: p.server_key):
+        model, profile, vllm_args, host_ms = key
+        group = list(grouped)
+        cells: list[Any] = []
+        measured: list[int] = []
+        for p in group:
+            if p.warmup is not None:
+                cells.append(VirtualCell(workload=p.warmup))
+            measured.append(len(cells))
+            cells.append(VirtualCell(workload=p.workload, reset_prefix_cache=p.warmup is None))
+        model_host = host or HostModel(request_in_s=host_ms / 1000.0, source="reference calibration")
+        work = out_dir / "virtual" / hashlib.sha256(repr(key).encode()).hexdigest()[:8]
+        results = run_virtual_cells(model, profile, vllm_args, cells, seed=group[0].workload.seed,
+                                    host=model_host, out_dir=work)
+        yield from zip(group, [results[i] for i in measured], strict=True)
 
 
 def _wall_rows(plans: Sequence[ReplayPlan], out_dir: Path) -> Iterator[tuple[ReplayPlan, dict[str, Any]]]:
+    """One `llm-emu serve` per server configuration; prefix cache reset before each row (and its warm-up)."""
     from llm_emu.benchclient import run_benchmark
     from llm_emu.server import ServerProcess, ServerSpec
 
     for key, group in groupby(plans, key=lambda p: p.server_key):
-        model, profile, vllm_args = key
+        model, profile, vllm_args, _ = key
         tag = hashlib.sha256(repr(key).encode()).hexdigest()[:8]
         spec = ServerSpec(kind="emulated", model=model, profile=profile, vllm_args=vllm_args,
                           log_path=out_dir / "logs" / f"server-{tag}.log")
         with ServerProcess(spec) as server:
             for plan in group:
                 server.reset_prefix_cache()
+                if plan.warmup is not None:
+                    run_benchmark(server.base_url, server.served_model, plan.warmup, tokenizer_model=model,
+                                  result_dir=out_dir / "client")
                 yield plan, run_benchmark(server.base_url, server.served_model, plan.workload,
                                           tokenizer_model=model, result_dir=out_dir / "client")
 
@@ -71,30 +91,27 @@ def _save(out_dir: Path, plan: ReplayPlan, result: dict[str, Any], clock: str, w
     os.replace(tmp, dest)
 
 
-def replay(plans: Sequence[ReplayPlan], clock: str, out_dir: Path,
-           runner: Runner | None = None) -> Iterator[tuple[ReplayPlan, dict[str, Any]]]:
-    """Replay ``plans`` (rows sharing a server are grouped) and yield (plan, result) as each row finishes.
+def replay(plans: Sequence[ReplayPlan], clock: str, out_dir: Path, runner: Runner | None = None,
+           host: Any = None) -> Iterator[tuple[ReplayPlan, dict[str, Any]]]:
+    """Replay ``plans`` (rows sharing a server configuration are grouped) and yield (plan, result) per row.
 
     Args:
         plans: what to replay.
         clock: "wall" or "virtual".
-        out_dir: where results (and wall-clock server logs) go.
-        runner: replaces the per-row virtual runner (tests).
+        out_dir: where results (and server or runner logs) go.
+        runner: replaces the per-row runner (tests).
+        host: virtual clock only: the ``llm_emu.virtual.HostModel`` to charge (None: pure device time).
     """
     if clock not in CLOCKS:
         raise EmuError(f"unknown clock {clock!r}; valid are {list(CLOCKS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    if clock == "wall" and runner is None:
+    t0 = time.monotonic()
+    if runner is not None:
+        rows: Iterator[tuple[ReplayPlan, dict[str, Any]]] = ((p, runner(p, out_dir)) for p in plans)
+    else:
         ordered = sorted(plans, key=lambda p: repr(p.server_key))
-        t0 = time.monotonic()
-        for plan, result in _wall_rows(ordered, out_dir):
-            _save(out_dir, plan, result, clock, time.monotonic() - t0)
-            yield plan, result
-            t0 = time.monotonic()
-        return
-    run = runner or _virtual_runner
-    for plan in plans:
-        t0 = time.monotonic()
-        result = run(plan, out_dir)
+        rows = _wall_rows(ordered, out_dir) if clock == "wall" else _virtual_rows(ordered, out_dir, host)
+    for plan, result in rows:
         _save(out_dir, plan, result, clock, time.monotonic() - t0)
         yield plan, result
+        t0 = time.monotonic()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llm_emu.oracle.calibration import CalibrationTerms
+from llm_emu.reference.fit import HOST_PARAM, IDENTITY, Params, split_params
 from llm_emu.reference.rows import ReferenceRow
 
-TRUTH = CalibrationTerms(scale=1.15, step_ms=0.9, prefill_ms_per_ktok=3.0)
+TRUTH: Params = {**IDENTITY, "scale": 1.15, "step_ms": 0.9, "prefill_ms_per_ktok": 3.0, HOST_PARAM: 12.0}
 
 
 def make_row(row_id: str, source_id: str = "src", published: dict[str, float] | None = None,
@@ -28,11 +28,12 @@ def _shape(row: ReferenceRow) -> tuple[float, float, float]:
     return 5.5 + 0.4 * k, 0.05 + 0.03 * k, 9.0 + 2.0 * k
 
 
-def synthetic_metrics(row: ReferenceRow, t: CalibrationTerms) -> dict[str, float]:
-    """Metrics as a smooth function of the terms (what a replay would return)."""
+def synthetic_metrics(row: ReferenceRow, params: Mapping[str, float]) -> dict[str, float]:
+    """Metrics as a smooth function of the parameters (what a replay would return)."""
+    t, host_ms = split_params(params)
     aic_ms, pk, ttft_aic = _shape(row)
     itl = t.scale * aic_ms + t.step_ms + t.prefill_ms_per_ktok * pk
-    ttft = 4.0 + t.scale * ttft_aic + t.step_ms + t.prefill_ms_per_ktok * 0.5
+    ttft = host_ms + t.scale * ttft_aic + t.step_ms + t.prefill_ms_per_ktok * 0.5
     return {"mean_itl_ms": itl, "mean_tpot_ms": 0.97 * itl, "mean_ttft_ms": ttft,
             "mean_e2el_ms": ttft + 127 * 0.97 * itl}
 
@@ -51,8 +52,8 @@ class RecordingEvaluator:
     """Evaluator over synthetic_metrics that records which rows each call saw."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[CalibrationTerms, tuple[str, ...]]] = []
+        self.calls: list[tuple[Params, tuple[str, ...]]] = []
 
-    def __call__(self, terms: CalibrationTerms, rows: Sequence[ReferenceRow]) -> Mapping[str, Mapping[str, Any]]:
+    def __call__(self, terms: Params, rows: Sequence[ReferenceRow]) -> Mapping[str, Mapping[str, Any]]:
         self.calls.append((terms, tuple(r.row_id for r in rows)))
         return {r.row_id: synthetic_metrics(r, terms) for r in rows}
