@@ -49,6 +49,12 @@ def split_params(params: Mapping[str, float]) -> tuple[CalibrationTerms, float]:
     return CalibrationTerms.from_dict(terms), float(params.get(HOST_PARAM, 0.0))
 
 
+def residual_owners(rows: Sequence[ReferenceRow]) -> list[str]:
+    """The row_id of each entry of ``residuals(rows, ...)``, in order."""
+    return [row.row_id for row in rows for members, _, _ in FAMILIES.values()
+            if any(m in row.published for m in members)]
+
+
 def residuals(rows: Sequence[ReferenceRow], results: Mapping[str, Mapping[str, Any]]) -> np.ndarray:
     """sqrt(weight) * log(emulated / published), one per row and family (first published member)."""
     out: list[float] = []
@@ -81,6 +87,12 @@ class FitResult:
     """Replays of the row set."""
     rows: tuple[str, ...]
     """Rows fitted on."""
+    free: tuple[str, ...] = ()
+    """The fitted parameters, in the order of the Jacobian's columns."""
+    residual: np.ndarray = field(default_factory=lambda: np.zeros(0), compare=False, repr=False)
+    """Residuals at the solution (rows in ``residual_owners`` order)."""
+    jacobian: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), compare=False, repr=False)
+    """d residual / d free parameter near the solution (finite differences, Broyden-updated)."""
 
 
 class _Problem:
@@ -122,28 +134,29 @@ def fit_terms(rows: Sequence[ReferenceRow], evaluate: Evaluator, start: Mapping[
     x = np.array([problem.start[n] for n in free], dtype=float)
     r = problem(x)
     cost0 = cost = 0.5 * float(r @ r)
-    lam, it = 1e-2, 0
+    jac, fresh, lam, it = problem.jacobian(x, r), True, 1e-2, 0
     for it in range(1, max_iter + 1):  # noqa: B007 - `it` is reported
-        jac = problem.jacobian(x, r)
         jtj, grad = jac.T @ jac, jac.T @ r
-        improved = False
-        for _ in range(4):
-            step = np.linalg.solve(jtj + lam * np.diag(np.diag(jtj) + 1e-9), -grad)
-            x_new = problem.clip(x + step)
-            r_new = problem(x_new)
-            cost_new = 0.5 * float(r_new @ r_new)
-            if cost_new < cost:
-                improved, lam = True, max(lam / 3, 1e-6)
+        step = np.linalg.solve(jtj + lam * np.diag(np.diag(jtj) + 1e-9), -grad)
+        x_new = problem.clip(x + step)
+        r_new = problem(x_new)
+        cost_new = 0.5 * float(r_new @ r_new)
+        if cost_new < cost:
+            dx = x_new - x
+            jac = jac + np.outer(r_new - r - jac @ dx, dx) / float(dx @ dx)  # Broyden: no new finite differences
+            gain = (cost - cost_new) / max(cost, 1e-12)
+            x, r, cost, fresh, lam = x_new, r_new, cost_new, False, max(lam / 3, 1e-6)
+            if gain < tol:
                 break
-            lam *= 4
-        if not improved:
-            break
-        gain = (cost - cost_new) / max(cost, 1e-12)
-        x, r, cost = x_new, r_new, cost_new
-        if gain < tol:
+            continue
+        lam *= 4
+        if not fresh:  # re-linearise once before shrinking further
+            jac, fresh = problem.jacobian(x, r), True
+        elif lam > 1e4:
             break
     return FitResult(params=problem.terms(x), cost=cost, start_cost=cost0, iterations=it,
-                     evaluations=len(problem.cache), rows=tuple(row.row_id for row in rows))
+                     evaluations=len(problem.cache), rows=tuple(row.row_id for row in rows), free=tuple(free),
+                     residual=r, jacobian=jac)
 
 
 @dataclass(frozen=True)
@@ -169,9 +182,26 @@ def summarize(errors: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, 
     return out
 
 
-def leave_one_source_out(rows: Sequence[ReferenceRow], evaluate: Evaluator, start: Mapping[str, float],
-                         free: Sequence[str] = DEFAULT_FREE, max_iter: int = 4) -> HeldOut:
-    """Refit without each source in turn (from ``start``, usually the all-rows fit) and score that source."""
+def _fold_step(full: FitResult, keep: np.ndarray) -> Params:
+    """One damped Gauss-Newton step from the all-rows solution using only the residuals in ``keep``."""
+    jac, r = full.jacobian[keep], full.residual[keep]
+    jtj = jac.T @ jac
+    step = np.linalg.solve(jtj + 1e-2 * np.diag(np.diag(jtj) + 1e-9), -(jac.T @ r))
+    lo = np.array([BOUNDS[n][0] for n in full.free])
+    hi = np.array([BOUNDS[n][1] for n in full.free])
+    x = np.clip(np.array([full.params[n] for n in full.free]) + step, lo, hi)
+    return {**full.params, **{n: round(float(v), 6) for n, v in zip(full.free, x, strict=True)}}
+
+
+def leave_one_source_out(rows: Sequence[ReferenceRow], evaluate: Evaluator, full: FitResult,
+                         refit: bool = False, max_iter: int = 4) -> HeldOut:
+    """Parameters without each source in turn, scored on that source's rows.
+
+    By default each fold is one Gauss-Newton step from the all-rows fit ``full`` with its Jacobian restricted to
+    the fold's rows (residuals are per row, so that is the fold's own linearisation); ``refit`` runs a full fit
+    per fold instead (``max_iter`` iterations, from ``full``).
+    """
+    owners = np.array(residual_owners(rows))
     folds: dict[str, Params] = {}
     errors: dict[str, dict[str, float]] = {}
     for source in sorted({r.source_id for r in rows}):
@@ -179,9 +209,12 @@ def leave_one_source_out(rows: Sequence[ReferenceRow], evaluate: Evaluator, star
         train = [r for r in rows if r.source_id != source]
         if not train:
             continue
-        terms = fit_terms(train, evaluate, start, free, max_iter=max_iter).params
-        folds[source] = terms
-        results = evaluate(terms, held)
+        if refit:
+            params = fit_terms(train, evaluate, full.params, full.free, max_iter=max_iter).params
+        else:
+            params = _fold_step(full, ~np.isin(owners, [r.row_id for r in held]))
+        folds[source] = params
+        results = evaluate(params, held)
         for row in held:
             errors[row.row_id] = row_family_errors(signed_errors(row, results[row.row_id]))
     return HeldOut(folds=folds, errors=errors, summary=summarize(errors))

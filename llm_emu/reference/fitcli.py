@@ -51,6 +51,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-iter", type=int, default=6, help="Levenberg-Marquardt iterations (default %(default)s)")
     parser.add_argument("--reference", default=str(REFERENCE_CSV), help="reference CSV (default: the shipped set)")
     parser.add_argument("--out", default=None, help="work directory, reused on a rerun (default runs/calibrate/<gpu>)")
+    parser.add_argument("--loso-refit", action="store_true",
+                        help="refit every leave-one-source-out fold (default: one Gauss-Newton step from the "
+                             "all-rows fit with the fold's rows only)")
     parser.add_argument("--write", action="store_true", help="write profiles/calibration/<gpu>.json")
 
 
@@ -123,7 +126,7 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
         raise EmuError(f"unknown term(s) {unknown} in --free; valid terms are {sorted(BOUNDS)}")
     full = fit_terms(rows, evaluate, free=free, max_iter=args.max_iter)
     fitted = score(rows, evaluate, full.params)
-    loso = leave_one_source_out(rows, evaluate, full.params, free)
+    loso = leave_one_source_out(rows, evaluate, full, refit=args.loso_refit)
     sources = sorted({r.source_id for r in rows})
     terms, host_ms = split_params(full.params)
     cal = Calibration(gpu=args.gpu, terms=terms, rows=[r.row_id for r in rows], sources=sources,

@@ -119,8 +119,6 @@ def _row_deviations(row: ReferenceRow) -> list[str]:
         dev.append("API unstated: completions used")
     if row.ignore_eos == "unstated":
         dev.append("ignore_eos unstated: on (fixed output lengths)")
-    if "stage 1 follows stage 0" in row.notes:
-        dev.append("stage replayed alone (the source ran it after stage 0: warm prefix cache)")
     return dev
 
 
@@ -149,8 +147,11 @@ def plan_row(row: ReferenceRow, opts: ReplayOptions | None = None) -> ReplayPlan
     warmup = None
     if row.dataset == "shared_prefix_cycled":
         cycle = (row.num_groups or 10) * (row.prompts_per_group or 10)
-        warmup = replace(workload, num_prompts=min(cycle, n))
-        dev.append(f"one unmeasured cycle of the {cycle} prompts first (the source's first cycle ran cold)")
+        # Only the prompts' KV blocks matter: one output token each, all at once.
+        args = list(workload.client_args)
+        args[args.index("--custom-output-len") + 1] = "1"
+        warmup = replace(workload, num_prompts=min(cycle, n), request_rate=math.inf, client_args=tuple(args))
+        dev.append(f"prefix cache warmed with the {cycle} prompts first (the source's first cycle ran cold)")
     profile = profile_for(row, opts.profile)
     return ReplayPlan(row=row, model=row.emu_model, profile=profile, vllm_args=row.serve_flags, workload=workload,
                       deviations=tuple(dev), warmup=warmup,
