@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llm_emu.reference.compare import FAMILIES, error_table, metric_table, row_family_errors, signed_errors
+from llm_emu.reference.compare import (
+    FAMILIES,
+    error_table,
+    growth_table,
+    metric_table,
+    row_family_errors,
+    signed_errors,
+)
 from llm_emu.reference.plan import ReplayOptions, ReplayPlan, plan_row
 from llm_emu.reference.replay import CLOCKS, replay
 from llm_emu.reference.rows import REFERENCE_CSV, ReferenceRow, load_reference
@@ -81,7 +88,8 @@ def report(rows: Sequence[ReferenceRow], plans: Sequence[ReplayPlan], results: d
     done = [r for r in rows if r.row_id in results]
     dev = "\n".join(f"- {p.row.row_id}: " + "; ".join(p.deviations) for p in plans if p.row.row_id in results)
     return (f"{header}\n\nSigned % error, emulated vs published (family = the first published of its metrics):\n\n"
-            f"{error_table(done, errors)}\n\nDeviations of the replay from the published runs:\n\n{dev}\n\n"
+            f"{error_table(done, errors)}\n\nITL growth with load (rows that differ only in load):\n\n"
+            f"{growth_table(done, results)}\n\nDeviations of the replay from the published runs:\n\n{dev}\n\n"
             f"Every published metric:\n\n{metric_table(done, results)}\n")
 
 

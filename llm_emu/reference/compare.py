@@ -95,3 +95,41 @@ def metric_table(rows: Sequence[ReferenceRow], results: Mapping[str, Mapping[str
             lines.append(f"| {row.row_id} | {metric}{tag} | {pub:.6g} | "
                          f"{'' if emu is None else f'{emu:.6g}'} | {_fmt(err)} |")
     return "\n".join(lines)
+
+
+def _load(row: ReferenceRow) -> float:
+    return row.request_rate if math.isfinite(row.request_rate) else float(row.max_concurrency or 0)
+
+
+def load_series(rows: Sequence[ReferenceRow]) -> list[list[ReferenceRow]]:
+    """Rows that differ only in load (rate or concurrency), lightest first; series of 2+ rows only."""
+    groups: dict[tuple[object, ...], list[ReferenceRow]] = {}
+    for r in rows:
+        key = (r.source_id, r.gpu, r.emu_model, r.serve_flags, r.dataset, r.input_len, r.output_len, r.prefix_len,
+               r.serve_flags_published)
+        groups.setdefault(key, []).append(r)
+    return [sorted(g, key=_load) for g in groups.values() if len({_load(r) for r in g}) > 1]
+
+
+def itl_growth(series: Sequence[ReferenceRow], results: Mapping[str, Mapping[str, Any]]) -> tuple[float, float]:
+    """(published, emulated) % growth of the ITL-family metric from the lightest to the heaviest row."""
+    first, last = series[0], series[-1]
+    metric = next(m for m in FAMILIES["ITL"][0] if m in first.published and m in last.published)
+    pub = 100.0 * (last.published[metric] / first.published[metric] - 1)
+    lo = emulated_value(first, metric, results[first.row_id])
+    hi = emulated_value(last, metric, results[last.row_id])
+    emu = 100.0 * (hi / lo - 1) if lo and hi else math.nan
+    return pub, emu
+
+
+def growth_table(rows: Sequence[ReferenceRow], results: Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown: ITL growth with load, published vs emulated, per series of rows that differ only in load."""
+    lines = ["| series (light -> heavy) | load | published ITL growth % | emulated ITL growth % |",
+             "|---|---|---:|---:|"]
+    for s in load_series(rows):
+        if not all(r.row_id in results for r in s):
+            continue
+        pub, emu = itl_growth(s, results)
+        load = f"{_load(s[0]):g} -> {_load(s[-1]):g} " + ("req/s" if math.isfinite(s[0].request_rate) else "conc.")
+        lines.append(f"| {s[0].row_id} -> {s[-1].row_id} | {load} | {pub:+.1f} | {emu:+.1f} |")
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ from typing import Any
 
 from llm_emu.errors import EmuError
 from llm_emu.oracle.calibration import Calibration, CalibrationTerms, load_calibration, save_calibration
-from llm_emu.reference.compare import FAMILIES
+from llm_emu.reference.compare import FAMILIES, growth_table
 from llm_emu.reference.fit import (
     BOUNDS,
     DEFAULT_FREE,
@@ -137,7 +137,9 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
                       fitted_at=date, command=cmd,
                       notes=f"{args.clock} clock, at most {args.max_prompts} prompts per row; free terms {free}; "
                             f"cost {full.start_cost:.4f} -> {full.cost:.4f} in {full.iterations} iterations")
-    return cal, _table(rows, {"aic": baseline, "fit": fitted, "held-out": loso.errors})
+    growth = (f"ITL growth with load, uncalibrated:\n\n{growth_table(rows, evaluate(IDENTITY, rows))}\n\n"
+              f"ITL growth with load, calibrated (all-rows fit):\n\n{growth_table(rows, evaluate(full.params, rows))}")
+    return cal, _table(rows, {"aic": baseline, "fit": fitted, "held-out": loso.errors}) + "\n\n" + growth
 
 
 def main(args: argparse.Namespace) -> int:
