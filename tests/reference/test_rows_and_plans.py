@@ -52,7 +52,8 @@ def test_constant_rate_rows_use_fixed_gaps(no_prompt_files: None) -> None:
     assert p.workload.request_rate == 20 and math.isinf(p.workload.burstiness)
     assert p.workload.dataset == "custom" and "--disable-shuffle" in p.workload.client_args
     assert p.workload.ignore_eos and p.workload.num_prompts == 12000
-    assert any("warm prefix cache" in d for d in p.deviations)
+    assert p.warmup is not None and p.warmup.num_prompts == 100 and math.isinf(p.warmup.request_rate)
+    assert p.warmup.client_args[p.warmup.client_args.index("--custom-output-len") + 1] == "1"
 
 
 def test_closed_loop_chat_and_fp8_rows(no_prompt_files: None) -> None:
@@ -86,3 +87,16 @@ def test_shared_prefix_prompts_share_prefixes_per_group() -> None:
     prefixes = {" ".join(p.split()[:5]) for p in prompts}
     assert len(prefixes) == 3 and all(len(p.split()) == 12 for p in prompts)
     assert prompts == shared_prefix_prompts(Tok(), 3, 4, 5, 7, seed=1)
+
+
+def test_itl_growth_with_load_compares_like_for_like() -> None:
+    from llm_emu.reference.compare import growth_table, itl_growth, load_series
+
+    series = {tuple(r.row_id for r in s) for s in load_series(load_reference())}
+    assert ("gpustack-qwen3-8b-c1", "gpustack-qwen3-8b-c2", "gpustack-qwen3-8b-c4", "gpustack-qwen3-8b-c8") in series
+    assert ("s2r-16-0", "s2r-16-1") in series
+    rows = load_reference(ids=["gpustack-qwen3-8b-c1", "gpustack-qwen3-8b-c8"])
+    results = {"gpustack-qwen3-8b-c1": {"mean_itl_ms": 6.0}, "gpustack-qwen3-8b-c8": {"mean_itl_ms": 6.6}}
+    pub, emu = itl_growth(rows, results)
+    assert pub == pytest.approx(100 * (8.57 / 7.26 - 1)) and emu == pytest.approx(10.0)
+    assert "| +18.0 | +10.0 |" in growth_table(rows, results)
