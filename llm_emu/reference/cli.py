@@ -35,6 +35,8 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="profile template, {gpu} = the row's GPU (default %(default)s; aic:{gpu} = uncalibrated)")
     parser.add_argument("--max-prompts", type=int, default=None,
                         help="cap requests per row (long constant-rate stages; listed as a deviation)")
+    parser.add_argument("--prompts-per-slot", type=int, default=None,
+                        help="closed-loop rows with fixed output lengths: at most this many requests per slot")
     parser.add_argument("--host-ms", type=float, default=None,
                         help="virtual clock: host ms per request (default: the GPU's calibrated value for aic-cal "
                              "profiles, else 0)")
@@ -96,7 +98,7 @@ def report(rows: Sequence[ReferenceRow], plans: Sequence[ReplayPlan], results: d
 def main(args: argparse.Namespace) -> int:
     rows = load_reference(args.reference, args.rows)
     opts = ReplayOptions(profile=args.profile, max_prompts=args.max_prompts, seed=args.seed,
-                         host_request_ms=args.host_ms)
+                         host_request_ms=args.host_ms, prompts_per_slot=args.prompts_per_slot)
     plans = [plan_row(r, opts) for r in rows]
     if args.list:
         _list(plans)

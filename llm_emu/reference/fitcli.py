@@ -48,6 +48,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="fit nothing: score that GPU's shipped terms on these rows")
     parser.add_argument("--clock", choices=CLOCKS, default="virtual", help="replay clock (default %(default)s)")
     parser.add_argument("--max-prompts", type=int, default=400, help="cap requests per row (default %(default)s)")
+    parser.add_argument("--prompts-per-slot", type=int, default=5,
+                        help="closed-loop rows with fixed output lengths: at most this many requests per "
+                             "concurrent slot (default %(default)s)")
     parser.add_argument("--max-iter", type=int, default=6, help="Levenberg-Marquardt iterations (default %(default)s)")
     parser.add_argument("--reference", default=str(REFERENCE_CSV), help="reference CSV (default: the shipped set)")
     parser.add_argument("--out", default=None, help="work directory, reused on a rerun (default runs/calibrate/<gpu>)")
@@ -65,13 +68,14 @@ def _params(cal: Calibration) -> Params:
     return {**asdict(cal.terms), HOST_PARAM: cal.host_request_ms}
 
 
-def replay_evaluator(clock: str, out: Path, max_prompts: int | None, seed: int = 0) -> Evaluator:
+def replay_evaluator(clock: str, out: Path, max_prompts: int | None, seed: int = 0,
+                     prompts_per_slot: int | None = None) -> Evaluator:
     """An Evaluator that replays rows with the given terms; finished rows are kept on disk and reused."""
 
     def evaluate(params: Params, rows: Sequence[ReferenceRow]) -> dict[str, Mapping[str, Any]]:
         terms, host_ms = split_params(params)
         profile = _profile(terms)
-        key = f"{profile}|{host_ms!r}|{max_prompts}|{seed}"
+        key = f"{profile}|{host_ms!r}|{max_prompts}|{seed}|{prompts_per_slot}"
         work = out / "evals" / hashlib.sha256(key.encode()).hexdigest()[:12]
         results: dict[str, Mapping[str, Any]] = {}
         todo = []
@@ -80,8 +84,9 @@ def replay_evaluator(clock: str, out: Path, max_prompts: int | None, seed: int =
             if done.is_file():
                 results[row.row_id] = json.loads(done.read_text())["result"]
             else:
-                todo.append(plan_row(row, ReplayOptions(profile=profile, max_prompts=max_prompts, seed=seed,
-                                                        host_request_ms=host_ms)))
+                opts = ReplayOptions(profile=profile, max_prompts=max_prompts, seed=seed, host_request_ms=host_ms,
+                                     prompts_per_slot=prompts_per_slot)
+                todo.append(plan_row(row, opts))
         for plan, result in replay(todo, clock, work):
             results[plan.row.row_id] = result
         print(f"  evaluated {profile.split(',', 1)[1]},host_ms={host_ms:g} on {len(rows)} rows "
@@ -135,7 +140,8 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
                                 "folds": loso.folds,
                                 "in_sample": summarize(fitted), "uncalibrated": summarize(baseline)},
                       fitted_at=date, command=cmd,
-                      notes=f"{args.clock} clock, at most {args.max_prompts} prompts per row; free terms {free}; "
+                      notes=f"{args.clock} clock, at most {args.max_prompts} prompts per row "
+                            f"({args.prompts_per_slot} per slot in closed loops); free terms {free}; "
                             f"cost {full.start_cost:.4f} -> {full.cost:.4f} in {full.iterations} iterations")
     growth = (f"ITL growth with load, uncalibrated:\n\n{growth_table(rows, evaluate(IDENTITY, rows))}\n\n"
               f"ITL growth with load, calibrated (all-rows fit):\n\n{growth_table(rows, evaluate(full.params, rows))}")
@@ -147,7 +153,7 @@ def main(args: argparse.Namespace) -> int:
     if not rows:
         raise EmuError(f"no reference rows for {args.gpu!r} among the selected rows; see profiles/reference/runs.csv")
     out = Path(args.out or f"runs/calibrate/{args.gpu}")
-    evaluate = replay_evaluator(args.clock, out, args.max_prompts)
+    evaluate = replay_evaluator(args.clock, out, args.max_prompts, prompts_per_slot=args.prompts_per_slot)
     cal, table = _calibrate(args, rows, evaluate)
     print(table)
     print(f"\nterms: {asdict(cal.terms)} host_request_ms {cal.host_request_ms}")

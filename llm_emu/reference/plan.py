@@ -26,6 +26,9 @@ class ReplayOptions:
     """Profile template; ``{gpu}`` becomes the row's GPU (e.g. "aic:{gpu}" for the uncalibrated estimate)."""
     max_prompts: int | None = None
     """Cap on requests per row (None: as published). Shortens long constant-rate stages."""
+    prompts_per_slot: int | None = None
+    """Closed-loop rows with fixed output lengths: at most this many requests per concurrent slot (None: no cap).
+    A closed loop is in steady state from the start, so a shorter run measures the same means."""
     seed: int = 0
     """Seed of the client's sampling and of the emulator."""
     host_request_ms: float | None = None
@@ -72,9 +75,12 @@ def _num_prompts(row: ReferenceRow, opts: ReplayOptions, dev: list[str]) -> int:
     if n is None:
         n = PROMPTS_PER_SLOT * (row.max_concurrency or 8)
         dev.append(f"number of prompts unstated: {n} used")
-    if opts.max_prompts is not None and n > opts.max_prompts:
-        dev.append(f"{opts.max_prompts} of {n} prompts (--max-prompts)")
-        n = opts.max_prompts
+    cap = opts.max_prompts
+    if opts.prompts_per_slot and row.arrival == "closed-loop" and row.output_len and row.max_concurrency:
+        cap = min(cap or n, opts.prompts_per_slot * row.max_concurrency)
+    if cap is not None and n > cap:
+        dev.append(f"{cap} of {n} prompts (shortened run)")
+        n = cap
     return n
 
 
