@@ -16,6 +16,9 @@ from llm_emu.reference.rows import ReferenceRow
 
 #: Prompts of a closed-loop run whose source does not say how many: this many per concurrent request.
 PROMPTS_PER_SLOT = 4
+#: A shortened open-loop run keeps at least this many published mean E2E latencies of arrivals, so that the
+#: ramp-up and drain (about one E2E latency each) stay a small part of it.
+MIN_E2E_SPANS = 4
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,8 @@ class ReplayOptions:
     profile: str = "aic-cal:{gpu}"
     """Profile template; ``{gpu}`` becomes the row's GPU (e.g. "aic:{gpu}" for the uncalibrated estimate)."""
     max_prompts: int | None = None
-    """Cap on requests per row (None: as published). Shortens long constant-rate stages."""
+    """Cap on requests of open-loop rows (None: as published), raised to MIN_E2E_SPANS published E2E latencies of
+    arrivals. Shortens long constant-rate stages; all-at-once rows are never shortened (their size is the load)."""
     prompts_per_slot: int | None = None
     """Closed-loop rows with fixed output lengths: at most this many requests per concurrent slot (None: no cap).
     A closed loop is in steady state from the start, so a shorter run measures the same means."""
@@ -75,7 +79,10 @@ def _num_prompts(row: ReferenceRow, opts: ReplayOptions, dev: list[str]) -> int:
     if n is None:
         n = PROMPTS_PER_SLOT * (row.max_concurrency or 8)
         dev.append(f"number of prompts unstated: {n} used")
-    cap = opts.max_prompts
+    cap = None
+    if opts.max_prompts is not None and row.arrival in ("constant", "poisson"):
+        e2e_s = row.published.get("mean_e2el_ms", 0.0) / 1000.0
+        cap = max(opts.max_prompts, math.ceil(MIN_E2E_SPANS * row.request_rate * e2e_s))
     if opts.prompts_per_slot and row.arrival == "closed-loop" and row.output_len and row.max_concurrency:
         cap = min(cap or n, opts.prompts_per_slot * row.max_concurrency)
     if cap is not None and n > cap:

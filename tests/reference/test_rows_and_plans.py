@@ -44,7 +44,12 @@ def test_every_row_plans(no_prompt_files: None) -> None:
         p = plan_row(row, ReplayOptions(max_prompts=300))
         argv = build_client_argv("http://x", "m", p.workload, tokenizer_model=p.model, result_dir=Path("/tmp"),
                                  result_filename="r.json")
-        assert p.workload.num_prompts <= 300 and argv
+        assert argv and p.workload.num_prompts <= (row.num_prompts or p.workload.num_prompts)
+        if row.arrival == "all-at-once":
+            assert p.workload.num_prompts == row.num_prompts  # the size of a burst is its load: never shortened
+        elif row.arrival == "constant":
+            e2e_s = row.published["mean_e2el_ms"] / 1000
+            assert p.workload.num_prompts >= min(row.num_prompts or 0, 4 * row.request_rate * e2e_s)
 
 
 def test_constant_rate_rows_use_fixed_gaps(no_prompt_files: None) -> None:
