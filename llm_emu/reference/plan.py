@@ -7,7 +7,7 @@ Every difference between the published run and its replay that the offline machi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from llm_emu.benchclient import Workload
 from llm_emu.errors import EmuError
@@ -55,8 +55,6 @@ class ReplayPlan:
     """vLLM benchmark-client workload (client_args included)."""
     deviations: tuple[str, ...]
     """What differs from the published run."""
-    warmup: Workload | None = None
-    """Run first, unmeasured, without resetting the prefix cache (the source's steady state had it warm)."""
     host_request_ms: float = 0.0
     """Virtual clock only: host ms per request between arrival and scheduling."""
 
@@ -100,11 +98,12 @@ def _dataset(row: ReferenceRow, n: int, opts: ReplayOptions, dev: list[str]) -> 
         ratio = row.range_ratio or 0.0
         return {"dataset": "random", "random_input_len": row.input_len, "random_output_len": row.output_len,
                 "client_args": ("--random-range-ratio", f"{ratio:g}")}
-    from llm_emu.reference.prompts import cycled_prompts_file
+    from llm_emu.reference.prompts import shared_prefix_file
 
-    path = cycled_prompts_file(row.emu_model, row.num_groups or 10, row.prompts_per_group or 10,
-                               row.prefix_len or 0, row.input_len, n, seed=opts.seed)
+    path = shared_prefix_file(row.emu_model, row.num_groups or 10, row.prefix_len or 0, row.input_len, n,
+                              seed=opts.seed)
     dev.append("random-token prompts regenerated with the stand-in tokenizer (same recipe, other tokens)")
+    dev.append("single-turn: a new question per request after its group's system prompt (harness version unstated)")
     return {"dataset": "custom", "dataset_path": str(path),
             "client_args": ("--custom-output-len", str(row.output_len), "--disable-shuffle", "--skip-chat-template")}
 
@@ -157,15 +156,7 @@ def plan_row(row: ReferenceRow, opts: ReplayOptions | None = None) -> ReplayPlan
         client_args += ("--backend", "openai-chat", "--endpoint", "/v1/chat/completions")
     workload = Workload(num_prompts=n, seed=opts.seed, ignore_eos=row.ignore_eos != "false",
                         client_args=client_args, **data, **_arrival(row, dev))  # type: ignore[arg-type]
-    warmup = None
-    if row.dataset == "shared_prefix_cycled":
-        cycle = (row.num_groups or 10) * (row.prompts_per_group or 10)
-        # Only the prompts' KV blocks matter: one output token each, all at once.
-        args = list(workload.client_args)
-        args[args.index("--custom-output-len") + 1] = "1"
-        warmup = replace(workload, num_prompts=min(cycle, n), request_rate=math.inf, client_args=tuple(args))
-        dev.append(f"prefix cache warmed with the {cycle} prompts first (the source's first cycle ran cold)")
     profile = profile_for(row, opts.profile)
     return ReplayPlan(row=row, model=row.emu_model, profile=profile, vllm_args=row.serve_flags, workload=workload,
-                      deviations=tuple(dev), warmup=warmup,
+                      deviations=tuple(dev),
                       host_request_ms=host_ms_for(profile, row.gpu, opts.host_request_ms))

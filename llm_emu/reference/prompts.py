@@ -1,9 +1,9 @@
-"""inference-perf's ``shared_prefix`` prompts, rebuilt as a JSONL file for vLLM's CustomDataset.
+"""inference-perf's ``shared_prefix`` workload, rebuilt as a JSONL file for vLLM's CustomDataset.
 
-As the pinned inference-perf commit does it: per group a random-token system prompt, per prompt a random-token
-question, both decoded to text with the model's tokenizer and joined by a space; the prompts are shuffled once
-and requests cycle through them, so every prompt repeats. The file lists the requests in send order (vLLM's
-client is run with --disable-shuffle), which reproduces the cycling exactly.
+As inference-perf builds its prompts: per group a random-token system prompt, per request a random-token
+question, both decoded to text with the model's tokenizer and joined by a space. Requests go to the groups in
+turn; every question is new, so only the system prompts are shared (and prefix-cached). The file lists the
+requests in send order (vLLM's client is run with --disable-shuffle).
 """
 
 from __future__ import annotations
@@ -33,37 +33,32 @@ def _vocab_size(tok: Any) -> int:
     return int(size) if size else len(tok)
 
 
-def shared_prefix_prompts(tok: Any, groups: int, per_group: int, prefix_len: int, question_len: int,
+def shared_prefix_prompts(tok: Any, groups: int, prefix_len: int, question_len: int, num_requests: int,
                           seed: int = 0) -> list[str]:
-    """The ``groups * per_group`` prompts in inference-perf's shuffled order (deterministic under ``seed``)."""
+    """``num_requests`` prompts: group ``i % groups``'s system prompt + a new question (deterministic)."""
     rng = np.random.default_rng(seed)
     vocab = _vocab_size(tok)
 
     def text(n: int) -> str:
         return str(tok.decode(rng.integers(0, vocab, size=n).tolist(), skip_special_tokens=True))
 
-    prompts = []
-    for _ in range(groups):
-        prefix = text(prefix_len)
-        prompts += [prefix + " " + text(question_len) for _ in range(per_group)]
-    order = rng.permutation(len(prompts))
-    return [prompts[i] for i in order]
+    prefixes = [text(prefix_len) for _ in range(groups)]
+    return [prefixes[i % groups] + " " + text(question_len) for i in range(num_requests)]
 
 
-def cycled_prompts_file(model: str, groups: int, per_group: int, prefix_len: int, question_len: int,
-                        num_requests: int, seed: int = 0) -> Path:
-    """A cached JSONL file of ``num_requests`` prompts cycling through the shared-prefix prompts."""
-    key = hashlib.sha256(json.dumps([model, groups, per_group, prefix_len, question_len, num_requests, seed])
-                         .encode()).hexdigest()[:16]
-    dest = cache_dir() / "reference" / f"shared-prefix-{key}.jsonl"
+def shared_prefix_file(model: str, groups: int, prefix_len: int, question_len: int, num_requests: int,
+                       seed: int = 0) -> Path:
+    """A cached JSONL file of the ``num_requests`` prompts (one {"prompt": ...} per line, in send order)."""
+    key = hashlib.sha256(json.dumps([model, groups, prefix_len, question_len, num_requests, seed]).encode())
+    dest = cache_dir() / "reference" / f"shared-prefix-{key.hexdigest()[:16]}.jsonl"
     if dest.is_file():
         return dest
-    prompts = shared_prefix_prompts(_tokenizer(model), groups, per_group, prefix_len, question_len, seed)
+    prompts = shared_prefix_prompts(_tokenizer(model), groups, prefix_len, question_len, num_requests, seed)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".shared-prefix-")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        for i in range(num_requests):
-            fh.write(json.dumps({"prompt": prompts[i % len(prompts)]}) + "\n")
+        for prompt in prompts:
+            fh.write(json.dumps({"prompt": prompt}) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, dest)

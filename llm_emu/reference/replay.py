@@ -30,7 +30,7 @@ Runner = Callable[[ReplayPlan, Path], dict[str, Any]]
 
 def _virtual_rows(plans: Sequence[ReplayPlan], out_dir: Path,
                   host: Any = None) -> Iterator[tuple[ReplayPlan, dict[str, Any]]]:
-    """One runner process per server configuration; its rows (and their warm-up runs) are cells of that job."""
+    """One runner process per server configuration; its rows are cells of that job (prefix cache reset between)."""
     try:
         from llm_emu.virtual import VirtualCell, run_virtual_cells
         from llm_emu.virtual.host import HostModel
@@ -40,22 +40,16 @@ def _virtual_rows(plans: Sequence[ReplayPlan], out_dir: Path,
     for key, grouped in groupby(plans, key=lambda p: p.server_key):
         model, profile, vllm_args, host_ms = key
         group = list(grouped)
-        cells: list[Any] = []
-        measured: list[int] = []
-        for p in group:
-            if p.warmup is not None:
-                cells.append(VirtualCell(workload=p.warmup))
-            measured.append(len(cells))
-            cells.append(VirtualCell(workload=p.workload, reset_prefix_cache=p.warmup is None))
+        cells = [VirtualCell(workload=p.workload) for p in group]
         model_host = host or HostModel(request_in_s=host_ms / 1000.0, source="reference calibration")
         work = out_dir / "virtual" / hashlib.sha256(repr(key).encode()).hexdigest()[:8]
         results = run_virtual_cells(model, profile, vllm_args, cells, seed=group[0].workload.seed,
                                     host=model_host, out_dir=work)
-        yield from zip(group, [results[i] for i in measured], strict=True)
+        yield from zip(group, results, strict=True)
 
 
 def _wall_rows(plans: Sequence[ReplayPlan], out_dir: Path) -> Iterator[tuple[ReplayPlan, dict[str, Any]]]:
-    """One `llm-emu serve` per server configuration; prefix cache reset before each row (and its warm-up)."""
+    """One `llm-emu serve` per server configuration; prefix cache reset before each row."""
     from llm_emu.benchclient import run_benchmark
     from llm_emu.server import ServerProcess, ServerSpec
 
@@ -67,9 +61,6 @@ def _wall_rows(plans: Sequence[ReplayPlan], out_dir: Path) -> Iterator[tuple[Rep
         with ServerProcess(spec) as server:
             for plan in group:
                 server.reset_prefix_cache()
-                if plan.warmup is not None:
-                    run_benchmark(server.base_url, server.served_model, plan.warmup, tokenizer_model=model,
-                                  result_dir=out_dir / "client")
                 yield plan, run_benchmark(server.base_url, server.served_model, plan.workload,
                                           tokenizer_model=model, result_dir=out_dir / "client")
 

@@ -22,7 +22,7 @@ METRICS: tuple[str, ...] = (
     "output_throughput", "total_token_throughput", "request_throughput", "benchmark_duration_s",
     "total_input_tokens", "total_output_tokens",
 )
-DATASETS = ("sharegpt", "random", "shared_prefix_cycled")
+DATASETS = ("sharegpt", "random", "shared_prefix")
 ARRIVALS = ("constant", "poisson", "closed-loop", "all-at-once")
 
 
@@ -61,17 +61,17 @@ class ReferenceRow:
     published: dict[str, float]
     """Metric name -> published value (only the metrics the source gives)."""
     prefix_len: int | None = None
-    """shared_prefix_cycled: tokens of each group's system prompt."""
+    """shared_prefix: tokens of each group's system prompt."""
     input_len: int | None = None
-    """random: input tokens; shared_prefix_cycled: question tokens."""
+    """random: input tokens; shared_prefix: question tokens."""
     output_len: int | None = None
-    """Output tokens (random, shared_prefix_cycled)."""
+    """Output tokens (random, shared_prefix)."""
     range_ratio: float | None = None
     """random: vLLM's --random-range-ratio."""
     num_groups: int | None = None
-    """shared_prefix_cycled: prompt groups."""
+    """shared_prefix: system prompts (inference-perf's num_unique_system_prompts)."""
     prompts_per_group: int | None = None
-    """shared_prefix_cycled: prompts per group."""
+    """shared_prefix: users per system prompt (num_users_per_system_prompt), as published."""
     num_prompts: int | None = None
     """Requests of the run (None: unstated)."""
     request_rate: float = math.inf

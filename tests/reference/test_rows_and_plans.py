@@ -20,7 +20,7 @@ from tests.reference.factories import make_row
 def no_prompt_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import llm_emu.reference.prompts as prompts
 
-    monkeypatch.setattr(prompts, "cycled_prompts_file", lambda *a, **k: tmp_path / "p.jsonl")
+    monkeypatch.setattr(prompts, "shared_prefix_file", lambda *a, **k: tmp_path / "p.jsonl")
     monkeypatch.setattr(plan_mod, "PROMPTS_PER_SLOT", 4)
 
 
@@ -57,8 +57,7 @@ def test_constant_rate_rows_use_fixed_gaps(no_prompt_files: None) -> None:
     assert p.workload.request_rate == 20 and math.isinf(p.workload.burstiness)
     assert p.workload.dataset == "custom" and "--disable-shuffle" in p.workload.client_args
     assert p.workload.ignore_eos and p.workload.num_prompts == 12000
-    assert p.warmup is not None and p.warmup.num_prompts == 100 and math.isinf(p.warmup.request_rate)
-    assert p.warmup.client_args[p.warmup.client_args.index("--custom-output-len") + 1] == "1"
+    assert any("single-turn" in d for d in p.deviations)
 
 
 def test_closed_loop_chat_and_fp8_rows(no_prompt_files: None) -> None:
@@ -87,11 +86,12 @@ def test_shared_prefix_prompts_share_prefixes_per_group() -> None:
         def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
             return " ".join(f"t{i}" for i in ids)
 
-    prompts = shared_prefix_prompts(Tok(), groups=3, per_group=4, prefix_len=5, question_len=7, seed=1)
-    assert len(prompts) == 12 and len(set(prompts)) == 12
-    prefixes = {" ".join(p.split()[:5]) for p in prompts}
-    assert len(prefixes) == 3 and all(len(p.split()) == 12 for p in prompts)
-    assert prompts == shared_prefix_prompts(Tok(), 3, 4, 5, 7, seed=1)
+    prompts = shared_prefix_prompts(Tok(), groups=3, prefix_len=5, question_len=7, num_requests=12, seed=1)
+    assert len(prompts) == 12 and len(set(prompts)) == 12  # every question is new
+    prefixes = [" ".join(p.split()[:5]) for p in prompts]
+    assert len(set(prefixes)) == 3 and prefixes[:3] == prefixes[3:6]  # groups in turn share their system prompt
+    assert all(len(p.split()) == 12 for p in prompts)
+    assert prompts == shared_prefix_prompts(Tok(), 3, 5, 7, 12, seed=1)
 
 
 def test_itl_growth_with_load_compares_like_for_like() -> None:
