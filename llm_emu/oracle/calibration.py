@@ -81,6 +81,9 @@ class Calibration:
     host_request_ms: float = 0.0
     """Host time of the real server from a request's arrival to its scheduling (HTTP, tokenisation), fitted with
     the terms; not part of the oracle: the virtual clock charges it per request in replays of this GPU."""
+    host_step_ms: float = 0.0
+    """Host (EngineCore CPU) time per engine step of the real server; hidden by async scheduling, added to every
+    step by sync scheduling. Not part of the oracle: the virtual clock charges it in replays of this GPU."""
     held_out: dict[str, Any] = field(default_factory=dict)
     """Leave-one-source-out scores: metric -> mean |error| % on rows of a source the fit did not see, etc."""
     transferred_from: str | None = None

@@ -37,9 +37,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="cap requests per row (long constant-rate stages; listed as a deviation)")
     parser.add_argument("--prompts-per-slot", type=int, default=None,
                         help="closed-loop rows with fixed output lengths: at most this many requests per slot")
-    parser.add_argument("--host-ms", type=float, default=None,
-                        help="virtual clock: host ms per request (default: the GPU's calibrated value for aic-cal "
-                             "profiles, else 0)")
+    parser.add_argument("--host-ms", type=float, nargs=2, default=None, metavar=("REQUEST", "STEP"),
+                        help="virtual clock: host ms per request and per engine step (default: the GPU's "
+                             "calibration for aic-cal profiles, else 0 0)")
     parser.add_argument("--host-model", default=None, metavar="JSON",
                         help="virtual clock: a full host-time model (llm_emu.virtual.HostModel JSON), instead")
     parser.add_argument("--seed", type=int, default=0, help="seed of the client's sampling and the emulator")
@@ -98,7 +98,8 @@ def report(rows: Sequence[ReferenceRow], plans: Sequence[ReplayPlan], results: d
 def main(args: argparse.Namespace) -> int:
     rows = load_reference(args.reference, args.rows)
     opts = ReplayOptions(profile=args.profile, max_prompts=args.max_prompts, seed=args.seed,
-                         host_request_ms=args.host_ms, prompts_per_slot=args.prompts_per_slot)
+                         host_ms=tuple(args.host_ms) if args.host_ms else None,
+                         prompts_per_slot=args.prompts_per_slot)
     plans = [plan_row(r, opts) for r in rows]
     if args.list:
         _list(plans)

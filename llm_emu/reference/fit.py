@@ -1,11 +1,12 @@
 """Fit the calibrated oracle's terms on reference rows and score them leave-one-source-out.
 
-Parameters are the ``CalibrationTerms`` of the oracle plus, optionally, ``host_request_ms``: the real server's
-host time from a request's arrival to the scheduler (HTTP, tokenisation), which the virtual clock charges per
-request (it moves TTFT and E2E, never the device steps). The fit replays rows through the emulator (``Evaluator``:
-the virtual clock in practice, deterministic) and
-minimises the weighted squared log-ratio of emulated to published metrics (one residual per row and target
-family: ITL, TPOT, E2E, TTFT, throughput) with a bounded Levenberg-Marquardt on a finite-difference Jacobian.
+Parameters are the ``CalibrationTerms`` of the oracle plus, optionally, two host terms of the real server that the
+virtual clock charges (never the device steps): ``host_request_ms`` from a request's arrival to the scheduler
+(HTTP, tokenisation: moves TTFT and E2E) and ``host_step_ms`` of EngineCore CPU per step (hidden by async
+scheduling, added to every step by sync scheduling: older vLLM versions). The fit replays rows through the
+emulator (``Evaluator``: the virtual clock in practice, deterministic) and minimises the weighted squared
+log-ratio of emulated to published metrics (one residual per row and target family: ITL, TPOT, E2E, TTFT,
+throughput) with a bounded Levenberg-Marquardt on a finite-difference Jacobian updated by Broyden steps.
 Everything is deterministic: same rows and evaluator, same terms.
 
 Leave-one-source-out: for every source, the terms are refitted without that source's rows and scored on them,
@@ -26,27 +27,30 @@ from llm_emu.reference.compare import FAMILIES, emulated_value, row_family_error
 from llm_emu.reference.rows import ReferenceRow
 
 Params = dict[str, float]
-"""Parameter name -> value: CalibrationTerms fields and optionally HOST_PARAM."""
+"""Parameter name -> value: CalibrationTerms fields and optionally HOST_PARAMS."""
 #: row_id -> vLLM benchmark-client result dict, for the given parameters and rows.
 Evaluator = Callable[[Params, Sequence[ReferenceRow]], Mapping[str, Mapping[str, Any]]]
 
 HOST_PARAM = "host_request_ms"
+HOST_STEP_PARAM = "host_step_ms"
+HOST_PARAMS = (HOST_PARAM, HOST_STEP_PARAM)
 #: Bounds of each parameter (keep the oracle contract: >= 0, scale > 0) and the finite-difference step.
 BOUNDS: dict[str, tuple[float, float]] = {
     "scale": (0.5, 2.0), "step_ms": (0.0, 10.0), "prefill_ms_per_ktok": (0.0, 40.0),
-    "decode_ctx_ms_per_ktok": (0.0, 1.0), HOST_PARAM: (0.0, 200.0),
+    "decode_ctx_ms_per_ktok": (0.0, 1.0), HOST_PARAM: (0.0, 200.0), HOST_STEP_PARAM: (0.0, 5.0),
 }
 FD_STEP: dict[str, float] = {"scale": 0.03, "step_ms": 0.25, "prefill_ms_per_ktok": 1.0,
-                             "decode_ctx_ms_per_ktok": 0.01, HOST_PARAM: 2.0}
-DEFAULT_FREE = ("scale", "step_ms", "prefill_ms_per_ktok", HOST_PARAM)
+                             "decode_ctx_ms_per_ktok": 0.01, HOST_PARAM: 2.0, HOST_STEP_PARAM: 0.25}
+DEFAULT_FREE = ("scale", "step_ms", "prefill_ms_per_ktok", HOST_PARAM, HOST_STEP_PARAM)
 #: The uncalibrated estimate: aiconfigurator alone, no host time.
-IDENTITY: Params = {**asdict(CalibrationTerms()), HOST_PARAM: 0.0}
+IDENTITY: Params = {**asdict(CalibrationTerms()), HOST_PARAM: 0.0, HOST_STEP_PARAM: 0.0}
 
 
-def split_params(params: Mapping[str, float]) -> tuple[CalibrationTerms, float]:
-    """(oracle terms, host ms per request) of a parameter dict."""
-    terms = {k: v for k, v in params.items() if k != HOST_PARAM}
-    return CalibrationTerms.from_dict(terms), float(params.get(HOST_PARAM, 0.0))
+def split_params(params: Mapping[str, float]) -> tuple[CalibrationTerms, tuple[float, float]]:
+    """(oracle terms, (host ms per request, host ms per step)) of a parameter dict."""
+    terms = {k: v for k, v in params.items() if k not in HOST_PARAMS}
+    host = (float(params.get(HOST_PARAM, 0.0)), float(params.get(HOST_STEP_PARAM, 0.0)))
+    return CalibrationTerms.from_dict(terms), host
 
 
 def residual_owners(rows: Sequence[ReferenceRow]) -> list[str]:

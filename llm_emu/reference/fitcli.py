@@ -23,6 +23,7 @@ from llm_emu.reference.fit import (
     BOUNDS,
     DEFAULT_FREE,
     HOST_PARAM,
+    HOST_STEP_PARAM,
     IDENTITY,
     Evaluator,
     Params,
@@ -65,7 +66,7 @@ def _profile(terms: CalibrationTerms) -> str:
 
 
 def _params(cal: Calibration) -> Params:
-    return {**asdict(cal.terms), HOST_PARAM: cal.host_request_ms}
+    return {**asdict(cal.terms), HOST_PARAM: cal.host_request_ms, HOST_STEP_PARAM: cal.host_step_ms}
 
 
 def replay_evaluator(clock: str, out: Path, max_prompts: int | None, seed: int = 0,
@@ -75,7 +76,9 @@ def replay_evaluator(clock: str, out: Path, max_prompts: int | None, seed: int =
     def evaluate(params: Params, rows: Sequence[ReferenceRow]) -> dict[str, Mapping[str, Any]]:
         terms, host_ms = split_params(params)
         profile = _profile(terms)
-        key = f"{profile}|{host_ms!r}|{max_prompts}|{seed}|{prompts_per_slot}"
+        # (the per-request value alone when there is no step term: keys of runs before that term stay valid)
+        host_key = repr(host_ms[0]) if host_ms[1] == 0 else repr(host_ms)
+        key = f"{profile}|{host_key}|{max_prompts}|{seed}|{prompts_per_slot}"
         work = out / "evals" / hashlib.sha256(key.encode()).hexdigest()[:12]
         results: dict[str, Mapping[str, Any]] = {}
         todo = []
@@ -84,12 +87,12 @@ def replay_evaluator(clock: str, out: Path, max_prompts: int | None, seed: int =
             if done.is_file():
                 results[row.row_id] = json.loads(done.read_text())["result"]
             else:
-                opts = ReplayOptions(profile=profile, max_prompts=max_prompts, seed=seed, host_request_ms=host_ms,
+                opts = ReplayOptions(profile=profile, max_prompts=max_prompts, seed=seed, host_ms=host_ms,
                                      prompts_per_slot=prompts_per_slot)
                 todo.append(plan_row(row, opts))
         for plan, result in replay(todo, clock, work):
             results[plan.row.row_id] = result
-        print(f"  evaluated {profile.split(',', 1)[1]},host_ms={host_ms:g} on {len(rows)} rows "
+        print(f"  evaluated {profile.split(',', 1)[1]},host_ms={host_ms} on {len(rows)} rows "
               f"({len(todo)} replayed)",
               file=sys.stderr, flush=True)
         return results
@@ -119,7 +122,7 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
         src = load_calibration(args.transfer_from)
         held = score(rows, evaluate, _params(src))
         cal = Calibration(gpu=args.gpu, terms=src.terms, rows=src.rows, sources=src.sources,
-                          host_request_ms=src.host_request_ms,
+                          host_request_ms=src.host_request_ms, host_step_ms=src.host_step_ms,
                           held_out={"rows": [r.row_id for r in rows], "errors": held, "summary": summarize(held),
                                     "uncalibrated": summarize(baseline)},
                           transferred_from=args.transfer_from, fitted_at=date, command=cmd,
@@ -135,7 +138,7 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
     sources = sorted({r.source_id for r in rows})
     terms, host_ms = split_params(full.params)
     cal = Calibration(gpu=args.gpu, terms=terms, rows=[r.row_id for r in rows], sources=sources,
-                      host_request_ms=round(host_ms, 4),
+                      host_request_ms=round(host_ms[0], 4), host_step_ms=round(host_ms[1], 4),
                       held_out={"summary": loso.summary, "errors": loso.errors,
                                 "folds": loso.folds,
                                 "in_sample": summarize(fitted), "uncalibrated": summarize(baseline)},
@@ -156,7 +159,7 @@ def main(args: argparse.Namespace) -> int:
     evaluate = replay_evaluator(args.clock, out, args.max_prompts, prompts_per_slot=args.prompts_per_slot)
     cal, table = _calibrate(args, rows, evaluate)
     print(table)
-    print(f"\nterms: {asdict(cal.terms)} host_request_ms {cal.host_request_ms}")
+    print(f"\nterms: {asdict(cal.terms)} host ms per request {cal.host_request_ms}, per step {cal.host_step_ms}")
     print(f"held out: {json.dumps(cal.held_out.get('summary'))}\n{cal.provenance}")
     (out / "calibration.json").write_text(cal.to_json())
     if args.write:

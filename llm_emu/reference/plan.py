@@ -35,8 +35,8 @@ class ReplayOptions:
     A closed loop is in steady state from the start, so a shorter run measures the same means."""
     seed: int = 0
     """Seed of the client's sampling and of the emulator."""
-    host_request_ms: float | None = None
-    """Virtual clock: host ms per request (None: the GPU's calibration file for aic-cal profiles, else 0)."""
+    host_ms: tuple[float, float] | None = None
+    """Virtual clock: host ms (per request, per step) (None: the GPU's calibration for aic-cal profiles, else 0)."""
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,13 @@ class ReplayPlan:
     """vLLM benchmark-client workload (client_args included)."""
     deviations: tuple[str, ...]
     """What differs from the published run."""
-    host_request_ms: float = 0.0
-    """Virtual clock only: host ms per request between arrival and scheduling."""
+    host_ms: tuple[float, float] = (0.0, 0.0)
+    """Virtual clock only: host ms per request (arrival to scheduling) and per engine step."""
 
     @property
-    def server_key(self) -> tuple[str, str, tuple[str, ...], float]:
+    def server_key(self) -> tuple[str, str, tuple[str, ...], tuple[float, float]]:
         """Rows with the same key can share one server."""
-        return self.model, self.profile, self.vllm_args, self.host_request_ms
+        return self.model, self.profile, self.vllm_args, self.host_ms
 
 
 def profile_for(row: ReferenceRow, template: str) -> str:
@@ -134,15 +134,16 @@ def _row_deviations(row: ReferenceRow) -> list[str]:
     return dev
 
 
-def host_ms_for(profile: str, gpu: str, override: float | None) -> float:
-    """Host ms per request: the override, else the GPU's calibrated value for aic-cal profiles, else 0."""
+def host_ms_for(profile: str, gpu: str, override: tuple[float, float] | None) -> tuple[float, float]:
+    """Host ms (per request, per step): the override, else the GPU's calibration for aic-cal profiles, else 0."""
     if override is not None:
         return override
-    if not profile.startswith("aic-cal:"):
-        return 0.0
     from llm_emu.oracle.calibration import available_calibrations, load_calibration
 
-    return load_calibration(gpu).host_request_ms if gpu in available_calibrations() else 0.0
+    if not profile.startswith("aic-cal:") or gpu not in available_calibrations():
+        return 0.0, 0.0
+    cal = load_calibration(gpu)
+    return cal.host_request_ms, cal.host_step_ms
 
 
 def plan_row(row: ReferenceRow, opts: ReplayOptions | None = None) -> ReplayPlan:
@@ -159,4 +160,4 @@ def plan_row(row: ReferenceRow, opts: ReplayOptions | None = None) -> ReplayPlan
     profile = profile_for(row, opts.profile)
     return ReplayPlan(row=row, model=row.emu_model, profile=profile, vllm_args=row.serve_flags, workload=workload,
                       deviations=tuple(dev),
-                      host_request_ms=host_ms_for(profile, row.gpu, opts.host_request_ms))
+                      host_ms=host_ms_for(profile, row.gpu, opts.host_ms))

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from llm_emu.reference.fit import HOST_PARAM, IDENTITY, fit_terms, leave_one_source_out, residuals, summarize
+from llm_emu.reference.fit import (
+    HOST_PARAM,
+    HOST_STEP_PARAM,
+    IDENTITY,
+    fit_terms,
+    leave_one_source_out,
+    residuals,
+    summarize,
+)
 from tests.reference.factories import TRUTH, RecordingEvaluator, synthetic_metrics, truth_rows
 
 
@@ -12,7 +20,7 @@ def test_fit_recovers_the_terms_that_made_the_data() -> None:
     rows = truth_rows()
     fit = fit_terms(rows, RecordingEvaluator(), IDENTITY, max_iter=30, tol=1e-12)
     assert fit.cost < 1e-8 < fit.start_cost
-    for name in ("scale", "step_ms", "prefill_ms_per_ktok", HOST_PARAM):
+    for name in ("scale", "step_ms", "prefill_ms_per_ktok", HOST_PARAM, HOST_STEP_PARAM):
         assert fit.params[name] == pytest.approx(TRUTH[name], rel=2e-2), name
 
 
@@ -27,6 +35,7 @@ def test_fit_respects_bounds_and_frozen_terms() -> None:
     rows = truth_rows()
     fit = fit_terms(rows, RecordingEvaluator(), IDENTITY, free=("step_ms",), max_iter=10)
     assert fit.params["scale"] == 1.0 and fit.params["prefill_ms_per_ktok"] == 0.0 and fit.params[HOST_PARAM] == 0
+    assert fit.params[HOST_STEP_PARAM] == 0
     assert 0.0 < fit.params["step_ms"] <= 10.0
 
 
