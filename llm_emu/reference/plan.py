@@ -81,7 +81,8 @@ def _num_prompts(row: ReferenceRow, opts: ReplayOptions, dev: list[str]) -> int:
     if opts.max_prompts is not None and row.arrival in ("constant", "poisson"):
         e2e_s = row.published.get("mean_e2el_ms", 0.0) / 1000.0
         cap = max(opts.max_prompts, math.ceil(MIN_E2E_SPANS * row.request_rate * e2e_s))
-    if opts.prompts_per_slot and row.arrival == "closed-loop" and row.output_len and row.max_concurrency:
+    if opts.prompts_per_slot and row.arrival in ("closed-loop", "concurrency") and row.output_len \
+            and row.max_concurrency:
         cap = min(cap or n, opts.prompts_per_slot * row.max_concurrency)
     if cap is not None and n > cap:
         dev.append(f"{cap} of {n} prompts (shortened run)")
@@ -108,7 +109,19 @@ def _dataset(row: ReferenceRow, n: int, opts: ReplayOptions, dev: list[str]) -> 
             "client_args": ("--custom-output-len", str(row.output_len), "--disable-shuffle", "--skip-chat-template")}
 
 
+def _steady_rate(row: ReferenceRow) -> float:
+    """Arrivals per second that keep ``max_concurrency`` requests in flight at the published latencies."""
+    pub = row.published
+    e2e_ms = pub.get("mean_e2el_ms") or pub["mean_ttft_ms"] + ((row.output_len or 1) - 1) * pub["mean_tpot_ms"]
+    return (row.max_concurrency or 1) / (e2e_ms / 1000.0)
+
+
 def _arrival(row: ReferenceRow, dev: list[str]) -> dict[str, object]:
+    if row.arrival == "concurrency":
+        rate = _steady_rate(row)
+        dev.append(f"concurrency {row.max_concurrency} held by arrivals every {1000 / rate:.1f} ms (the published "
+                   "E2E over the concurrency), so requests do not start in lockstep (the source's client is unstated)")
+        return {"request_rate": rate, "burstiness": math.inf, "max_concurrency": row.max_concurrency}
     if row.arrival == "constant":
         return {"request_rate": row.request_rate, "burstiness": math.inf}  # vLLM: fixed gaps of 1/rate
     if row.arrival == "poisson":

@@ -23,7 +23,7 @@ METRICS: tuple[str, ...] = (
     "total_input_tokens", "total_output_tokens",
 )
 DATASETS = ("sharegpt", "random", "shared_prefix")
-ARRIVALS = ("constant", "poisson", "closed-loop", "all-at-once")
+ARRIVALS = ("constant", "poisson", "closed-loop", "all-at-once", "concurrency")
 
 
 class ReferenceError(EmuError):
