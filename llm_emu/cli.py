@@ -27,6 +27,16 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "llm_emu.validate.cli:add_cli_args",
         "llm_emu.validate.cli:main",
     ),
+    "reference": (
+        "replay published real-GPU vLLM runs through the emulator; signed error table per metric",
+        "llm_emu.reference.cli:add_cli_args",
+        "llm_emu.reference.cli:main",
+    ),
+    "calibrate": (
+        "fit the calibrated GPU-free oracle (aic-cal) on the reference runs, scored leave-one-source-out",
+        "llm_emu.reference.fitcli:add_cli_args",
+        "llm_emu.reference.fitcli:main",
+    ),
     "sweep": (
         "run a sweep or search spec (YAML) on Ray actors hosting emulated servers",
         "orchestrator.cli:add_sweep_args",

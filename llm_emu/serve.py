@@ -24,8 +24,12 @@ REQUEST_MIDDLEWARE = "llm_emu.engine.middleware.RefuseUnemulatedFields"
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of `llm-emu serve`; every other flag goes to `vllm serve` unchanged."""
+    from llm_emu.profile.resolve import gpu_help
+
     parser.add_argument("--profile", required=True,
-                        help="profile pack dir, aic:<gpu> (GPU-free estimate, e.g. aic:h100_sxm) or formula:[k=v,...]")
+                        help="profile pack dir, aic-cal:<gpu> (GPU-free estimate calibrated on public runs, e.g. "
+                             "aic-cal:h100_sxm), aic:<gpu> (uncalibrated aiconfigurator estimate) or "
+                             f"formula:[k=v,...]. GPUs: {gpu_help()}")
     parser.add_argument("--model", default="llama-3.1-8b",
                         help="shipped model name (llm_emu/data/models), model dir or HF id (default %(default)s)")
     parser.add_argument("--oracle", default=None, help="latency oracle (default: the profile's own)")

@@ -13,6 +13,7 @@ _REGISTRY: dict[str, str] = {
     "formula": "llm_emu.oracle.formula:FormulaOracle",
     "table": "llm_emu.oracle.table:TableOracle",
     "aic": "llm_emu.oracle.aic:AicOracle",
+    "calibrated": "llm_emu.oracle.calibrated:CalibratedOracle",
 }
 
 

@@ -23,11 +23,23 @@ from llm_emu.profile.pack import ProfilePack
 _ARCH_ALIASES = {"MistralForCausalLM": "LlamaForCausalLM"}
 
 
-def _model_dir(model_config: dict[str, Any]) -> str:
+#: Weight quantizations the ``quant`` oracle parameter accepts -> the ModelOpt ``hf_quant_config.json``
+#: aiconfigurator reads next to config.json (FP8 weights and activations, as in NVIDIA's *-FP8 checkpoints).
+QUANT_CONFIGS: dict[str, dict[str, Any]] = {
+    "fp8": {"producer": {"name": "modelopt"},
+            "quantization": {"quant_algo": "FP8", "kv_cache_quant_algo": None, "exclude_modules": ["lm_head"]}},
+}
+
+
+def _model_dir(model_config: dict[str, Any], quant: str | None = None) -> str:
     cfg = dict(model_config)
     cfg["architectures"] = [_ARCH_ALIASES.get(a, a) for a in cfg.get("architectures", [])]
     tmp = Path(tempfile.mkdtemp(prefix="llm-emu-aic-"))
     (tmp / "config.json").write_text(json.dumps(cfg))
+    if quant is not None:
+        if quant not in QUANT_CONFIGS:
+            raise OracleError(f"unknown quant {quant!r} for the aic oracle; valid are {sorted(QUANT_CONFIGS)}")
+        (tmp / "hf_quant_config.json").write_text(json.dumps(QUANT_CONFIGS[quant]))
     return str(tmp)
 
 
@@ -51,7 +63,7 @@ class AicOracle(LatencyOracle):
             raise OracleError("the aic oracle needs the model's config.json in the profile (model_config)")
         native = {
             "schema_version": engine.ENGINE_CONFIG_SCHEMA_VERSION,
-            "model_name": _model_dir(pack.meta.model_config),
+            "model_name": _model_dir(pack.meta.model_config, pack.meta.oracle_params.get("quant")),
             "system_name": system,
             "backend": "vllm",
             "backend_version": None,

@@ -82,6 +82,9 @@ class Provenance:
     """ISO-8601 time of capture or construction."""
     method: str = ""
     """How it was made (tool, workload, flags)."""
+    detail: str = ""
+    """Shown in labels instead of ``kind`` when set, e.g. "estimated, calibrated on 20 public measurements from
+    4 sources"."""
 
 
 @dataclass(frozen=True)
@@ -161,8 +164,8 @@ class ProfilePack:
 
     @property
     def label(self) -> str:
-        """Short human label, e.g. ``NVIDIA H100 80GB HBM3 (measured)``."""
-        return f"{self.meta.device.name} ({self.meta.provenance.kind})"
+        """Short human label, e.g. ``NVIDIA H100 80GB HBM3 (measured)``, with the provenance detail when set."""
+        return f"{self.meta.device.name} ({self.meta.provenance.detail or self.meta.provenance.kind})"
 
 
 def _check_columns(df: pd.DataFrame, required: tuple[str, ...], where: str) -> None:

@@ -1,4 +1,9 @@
-"""Turn a ``--profile`` argument into a ProfilePack: a pack directory, ``aic:<gpu>`` or ``formula:[k=v,...]``."""
+"""Turn a ``--profile`` argument into a ProfilePack: a pack dir, ``aic:<gpu>``, ``aic-cal:<gpu>`` or ``formula:...``.
+
+``aic:<gpu>`` is aiconfigurator's uncalibrated estimate; ``aic-cal:<gpu>`` adds the terms fitted on public real-GPU
+runs (``profiles/calibration/<gpu>.json``). Both take options after the GPU: ``quant=fp8`` (FP8 weights in the
+estimate) and, for aic-cal, term overrides such as ``step_ms=0.8`` (what the calibration fit tries).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from llm_emu.errors import ProfileError
+from llm_emu.errors import OracleError, ProfileError
 from llm_emu.profile.features import STEP_COLUMNS
 from llm_emu.profile.pack import DeviceInfo, EngineSettings, ProfileMeta, ProfilePack, Provenance, load_pack
 
@@ -18,6 +23,11 @@ GPU_MEMORY_BYTES: dict[str, tuple[str, int]] = {
     "a100_sxm": ("NVIDIA A100-SXM4-80GB", int(79.15 * 2**30)),
     "b200_sxm": ("NVIDIA B200", int(178.36 * 2**30)),
     "l40s": ("NVIDIA L40S", int(44.39 * 2**30)),
+}
+
+#: Evidence behind GPUs that have no calibration file (those with one show the file's provenance line).
+GPU_EVIDENCE: dict[str, str] = {
+    "b200_sxm": "aiconfigurator data only, no public run checked",
 }
 
 #: What vLLM 0.32 resolves on a CUDA device when the user passes no flags (see VLLM_PLUGIN_NOTES.md).
@@ -45,31 +55,97 @@ def _parse_params(text: str) -> dict[str, float]:
     return params
 
 
+def gpu_help() -> str:
+    """Every GPU with the evidence behind its estimate, for help texts and docs."""
+    from llm_emu.oracle.calibration import available_calibrations, load_calibration
+
+    calibrated = set(available_calibrations())
+    parts = []
+    for gpu in sorted(GPU_MEMORY_BYTES):
+        if gpu in calibrated:
+            parts.append(f"{gpu} (aic-cal: {load_calibration(gpu).provenance})")
+        else:
+            parts.append(f"{gpu} (aic only: {GPU_EVIDENCE.get(gpu, 'aiconfigurator data, no public run checked')})")
+    return "; ".join(parts)
+
+
+def _aic_options(kind: str, rest: str) -> tuple[str, dict[str, Any]]:
+    """``h100_sxm,quant=fp8,step_ms=1`` -> ("h100_sxm", {"quant": "fp8", "step_ms": 1.0})."""
+    gpu, *items = rest.split(",")
+    if gpu not in GPU_MEMORY_BYTES:
+        raise ProfileError(f"unknown {kind} system {gpu!r}; valid are {sorted(GPU_MEMORY_BYTES)} "
+                           f"(e.g. {kind}:h100_sxm)")
+    options: dict[str, Any] = {}
+    for item in filter(None, items):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ProfileError(f"{kind} profile: {item!r} is not key=value (e.g. {kind}:{gpu},quant=fp8)")
+        if key == "quant":
+            options["quant"] = value
+            continue
+        if kind == "aic":
+            raise ProfileError(f"aic profile: unknown option {key!r}; aic takes quant=fp8 (terms go to aic-cal:)")
+        try:
+            options[key] = float(value)
+        except ValueError:
+            raise ProfileError(f"aic-cal profile: {item!r} needs a number, e.g. {kind}:{gpu},step_ms=0.8") from None
+    return gpu, options
+
+
+def _calibrated(gpu: str, overrides: dict[str, float]) -> tuple[dict[str, Any], str]:
+    """The calibrated oracle's parameters and provenance line for ``gpu`` (file terms, then overrides)."""
+    from llm_emu.oracle.calibration import CalibrationTerms, load_calibration
+
+    if overrides and set(overrides) >= {"scale", "step_ms", "prefill_ms_per_ktok", "decode_ctx_ms_per_ktok"}:
+        terms, line = CalibrationTerms.from_dict(overrides), "estimated, calibration terms given explicitly"
+    else:
+        try:
+            cal = load_calibration(gpu)
+        except OracleError as exc:
+            raise ProfileError(str(exc)) from None
+        terms = CalibrationTerms.from_dict({**cal.terms.__dict__, **overrides})
+        line = cal.provenance if not overrides else "estimated, calibration terms overridden explicitly"
+    return {"terms": dict(terms.__dict__)}, line
+
+
+def _aic_pack(kind: str, rest: str, model_config: dict[str, Any] | None, vllm_version: str) -> ProfilePack:
+    gpu, options = _aic_options(kind, rest)
+    quant = options.pop("quant", None)
+    params: dict[str, Any] = {"system": gpu, **({"quant": quant} if quant else {})}
+    detail, oracle = "", "aic"
+    if kind == "aic-cal":
+        extra, detail = _calibrated(gpu, options)
+        params.update(extra)
+        oracle = "calibrated"
+    name, mem = GPU_MEMORY_BYTES[gpu]
+    method = f"aiconfigurator-core kernel database, system {gpu}, backend vllm"
+    method += f", {quant} weights" if quant else ""
+    meta = ProfileMeta(
+        device=DeviceInfo(name=name, memory_bytes=mem, kind="cuda"),
+        engine=CUDA_DEFAULTS,
+        model=str((model_config or {}).get("_name_or_path", "")),
+        vllm_version=vllm_version,
+        provenance=Provenance(kind="estimated", created_at=_now(), method=method + (f"; {detail}" if detail else ""),
+                              detail=detail),
+        model_config=dict(model_config or {}),
+        oracle=oracle,
+        oracle_params=params,
+    )
+    return ProfilePack(meta=meta, steps=_empty_steps())
+
+
 def resolve_profile(ref: str, model_config: dict[str, Any] | None = None, vllm_version: str = "") -> ProfilePack:
     """Load or construct the profile named by ``ref``.
 
     Args:
-        ref: a pack directory, ``aic:<system>`` (e.g. aic:h100_sxm) or ``formula:[k=v,...]``.
+        ref: a pack directory, ``aic:<system>`` (e.g. aic:h100_sxm), ``aic-cal:<system>`` (calibrated) or
+            ``formula:[k=v,...]``.
         model_config: the model's HF config.json (needed by aic packs and the KV budget).
         vllm_version: recorded in constructed packs.
     """
     kind, sep, rest = ref.partition(":")
-    if sep and kind == "aic":
-        if rest not in GPU_MEMORY_BYTES:
-            raise ProfileError(f"unknown aic system {rest!r}; valid are {sorted(GPU_MEMORY_BYTES)} (e.g. aic:h100_sxm)")
-        name, mem = GPU_MEMORY_BYTES[rest]
-        meta = ProfileMeta(
-            device=DeviceInfo(name=name, memory_bytes=mem, kind="cuda"),
-            engine=CUDA_DEFAULTS,
-            model=str((model_config or {}).get("_name_or_path", "")),
-            vllm_version=vllm_version,
-            provenance=Provenance(kind="estimated", created_at=_now(),
-                                  method=f"aiconfigurator-core kernel database, system {rest}, backend vllm"),
-            model_config=dict(model_config or {}),
-            oracle="aic",
-            oracle_params={"system": rest},
-        )
-        return ProfilePack(meta=meta, steps=_empty_steps())
+    if sep and kind in ("aic", "aic-cal"):
+        return _aic_pack(kind, rest, model_config, vllm_version)
     if sep and kind == "formula":
         meta = ProfileMeta(
             device=DeviceInfo(name="formula (synthetic)", memory_bytes=int(79.11 * 2**30), kind="cuda"),

@@ -24,8 +24,11 @@ QUERIES = [
 
 
 def _pack(name: str):
-    if name == "aic":
-        pytest.importorskip("aiconfigurator_core", reason="aic oracle needs pip install 'llm-emu[aic]'")
+    if name in ("aic", "calibrated"):
+        pytest.importorskip("aiconfigurator_core", reason="aic oracles need pip install 'llm-emu[aic]'")
+        if name == "calibrated":
+            terms = "scale=1.1,step_ms=0.7,prefill_ms_per_ktok=2,decode_ctx_ms_per_ktok=0.02"
+            return resolve_profile(f"aic-cal:h100_sxm,{terms}", LLAMA_8B)
         return resolve_profile("aic:h100_sxm", LLAMA_8B)
     if name == "formula":
         return resolve_profile("formula:", LLAMA_8B)

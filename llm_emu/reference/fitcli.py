@@ -1,0 +1,167 @@
+"""`llm-emu calibrate`: fit the aic-cal terms of one GPU on its reference rows, score them leave-one-source-out.
+
+With ``--transfer-from GPU`` nothing is fitted: that GPU's terms are scored on this GPU's rows (all of them
+held out). ``--write`` stores the result as ``profiles/calibration/<gpu>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from llm_emu.errors import EmuError
+from llm_emu.oracle.calibration import Calibration, CalibrationTerms, load_calibration, save_calibration
+from llm_emu.reference.compare import FAMILIES, growth_table
+from llm_emu.reference.fit import (
+    BOUNDS,
+    DEFAULT_FREE,
+    HOST_PARAM,
+    HOST_STEP_PARAM,
+    IDENTITY,
+    Evaluator,
+    Params,
+    fit_terms,
+    leave_one_source_out,
+    score,
+    split_params,
+    summarize,
+)
+from llm_emu.reference.plan import ReplayOptions, plan_row
+from llm_emu.reference.replay import CLOCKS, replay
+from llm_emu.reference.rows import REFERENCE_CSV, ReferenceRow, load_reference
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `llm-emu calibrate`."""
+    parser.add_argument("--gpu", required=True, help="aiconfigurator system to calibrate, e.g. h100_sxm")
+    parser.add_argument("--rows", nargs="+", default=None, metavar="ID",
+                        help="rows or sources to use (default: every reference row of --gpu)")
+    parser.add_argument("--free", default=",".join(DEFAULT_FREE),
+                        help=f"terms to fit, comma-separated, of {sorted(BOUNDS)} (default %(default)s)")
+    parser.add_argument("--transfer-from", default=None, metavar="GPU",
+                        help="fit nothing: score that GPU's shipped terms on these rows")
+    parser.add_argument("--clock", choices=CLOCKS, default="virtual", help="replay clock (default %(default)s)")
+    parser.add_argument("--max-prompts", type=int, default=400, help="cap requests per row (default %(default)s)")
+    parser.add_argument("--prompts-per-slot", type=int, default=5,
+                        help="closed-loop rows with fixed output lengths: at most this many requests per "
+                             "concurrent slot (default %(default)s)")
+    parser.add_argument("--max-iter", type=int, default=6, help="Levenberg-Marquardt iterations (default %(default)s)")
+    parser.add_argument("--reference", default=str(REFERENCE_CSV), help="reference CSV (default: the shipped set)")
+    parser.add_argument("--out", default=None, help="work directory, reused on a rerun (default runs/calibrate/<gpu>)")
+    parser.add_argument("--loso-refit", action="store_true",
+                        help="refit every leave-one-source-out fold (default: one Gauss-Newton step from the "
+                             "all-rows fit with the fold's rows only)")
+    parser.add_argument("--write", action="store_true", help="write profiles/calibration/<gpu>.json")
+
+
+def _profile(terms: CalibrationTerms) -> str:
+    return "aic-cal:{gpu}," + ",".join(f"{k}={v!r}" for k, v in asdict(terms).items())
+
+
+def _params(cal: Calibration) -> Params:
+    return {**asdict(cal.terms), HOST_PARAM: cal.host_request_ms, HOST_STEP_PARAM: cal.host_step_ms}
+
+
+def replay_evaluator(clock: str, out: Path, max_prompts: int | None, seed: int = 0,
+                     prompts_per_slot: int | None = None) -> Evaluator:
+    """An Evaluator that replays rows with the given terms; finished rows are kept on disk and reused."""
+
+    def evaluate(params: Params, rows: Sequence[ReferenceRow]) -> dict[str, Mapping[str, Any]]:
+        terms, host_ms = split_params(params)
+        profile = _profile(terms)
+        # (the per-request value alone when there is no step term: keys of runs before that term stay valid)
+        host_key = repr(host_ms[0]) if host_ms[1] == 0 else repr(host_ms)
+        key = f"{profile}|{host_key}|{max_prompts}|{seed}|{prompts_per_slot}"
+        work = out / "evals" / hashlib.sha256(key.encode()).hexdigest()[:12]
+        results: dict[str, Mapping[str, Any]] = {}
+        todo = []
+        for row in rows:
+            done = work / "results" / f"{row.row_id}.json"
+            if done.is_file():
+                results[row.row_id] = json.loads(done.read_text())["result"]
+            else:
+                opts = ReplayOptions(profile=profile, max_prompts=max_prompts, seed=seed, host_ms=host_ms,
+                                     prompts_per_slot=prompts_per_slot)
+                todo.append(plan_row(row, opts))
+        for plan, result in replay(todo, clock, work):
+            results[plan.row.row_id] = result
+        print(f"  evaluated {profile.split(',', 1)[1]},host_ms={host_ms} on {len(rows)} rows "
+              f"({len(todo)} replayed)",
+              file=sys.stderr, flush=True)
+        return results
+
+    return evaluate
+
+
+def _table(rows: Sequence[ReferenceRow], columns: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
+    fams = list(FAMILIES)
+    head = "| row | source | " + " | ".join(f"{c} {f} %" for c in columns for f in fams) + " |"
+    lines = [head, "|---|---|" + "---:|" * (len(columns) * len(fams))]
+    for r in rows:
+        cells = [f"{columns[c].get(r.row_id, {}).get(f, float('nan')):+.1f}" for c in columns for f in fams]
+        lines.append(f"| {r.row_id} | {r.source_id} | " + " | ".join(c.replace("+nan", "") for c in cells) + " |")
+    for c, errs in columns.items():
+        s = summarize(errs)
+        lines.append(f"| mean abs ({c}) | | " + " | ".join(
+            f"{s[f]['mean_abs']:.1f}" if f in s else "" for f in fams) + " |")
+    return "\n".join(lines)
+
+
+def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Evaluator) -> tuple[Calibration, str]:
+    baseline = score(rows, evaluate, IDENTITY)
+    cmd = "llm-emu " + " ".join(sys.argv[1:])
+    date = _dt.date.today().isoformat()
+    if args.transfer_from:
+        src = load_calibration(args.transfer_from)
+        held = score(rows, evaluate, _params(src))
+        cal = Calibration(gpu=args.gpu, terms=src.terms, rows=src.rows, sources=src.sources,
+                          host_request_ms=src.host_request_ms, host_step_ms=src.host_step_ms,
+                          held_out={"rows": [r.row_id for r in rows], "errors": held, "summary": summarize(held),
+                                    "uncalibrated": summarize(baseline)},
+                          transferred_from=args.transfer_from, fitted_at=date, command=cmd,
+                          notes=f"terms of {args.transfer_from}; every {args.gpu} row is held out")
+        return cal, _table(rows, {"aic": baseline, "transferred": held})
+    free = [f for f in args.free.split(",") if f]
+    unknown = sorted(set(free) - set(BOUNDS))
+    if unknown:
+        raise EmuError(f"unknown term(s) {unknown} in --free; valid terms are {sorted(BOUNDS)}")
+    full = fit_terms(rows, evaluate, free=free, max_iter=args.max_iter)
+    fitted = score(rows, evaluate, full.params)
+    loso = leave_one_source_out(rows, evaluate, full, refit=args.loso_refit)
+    sources = sorted({r.source_id for r in rows})
+    terms, host_ms = split_params(full.params)
+    cal = Calibration(gpu=args.gpu, terms=terms, rows=[r.row_id for r in rows], sources=sources,
+                      host_request_ms=round(host_ms[0], 4), host_step_ms=round(host_ms[1], 4),
+                      held_out={"summary": loso.summary, "errors": loso.errors,
+                                "folds": loso.folds,
+                                "in_sample": summarize(fitted), "uncalibrated": summarize(baseline)},
+                      fitted_at=date, command=cmd,
+                      notes=f"{args.clock} clock, at most {args.max_prompts} prompts per row "
+                            f"({args.prompts_per_slot} per slot in closed loops); free terms {free}; "
+                            f"cost {full.start_cost:.4f} -> {full.cost:.4f} in {full.iterations} iterations")
+    growth = (f"ITL growth with load, uncalibrated:\n\n{growth_table(rows, evaluate(IDENTITY, rows))}\n\n"
+              f"ITL growth with load, calibrated (all-rows fit):\n\n{growth_table(rows, evaluate(full.params, rows))}")
+    return cal, _table(rows, {"aic": baseline, "fit": fitted, "held-out": loso.errors}) + "\n\n" + growth
+
+
+def main(args: argparse.Namespace) -> int:
+    rows = [r for r in load_reference(args.reference, args.rows) if r.gpu == args.gpu]
+    if not rows:
+        raise EmuError(f"no reference rows for {args.gpu!r} among the selected rows; see profiles/reference/runs.csv")
+    out = Path(args.out or f"runs/calibrate/{args.gpu}")
+    evaluate = replay_evaluator(args.clock, out, args.max_prompts, prompts_per_slot=args.prompts_per_slot)
+    cal, table = _calibrate(args, rows, evaluate)
+    print(table)
+    print(f"\nterms: {asdict(cal.terms)} host ms per request {cal.host_request_ms}, per step {cal.host_step_ms}")
+    print(f"held out: {json.dumps(cal.held_out.get('summary'))}\n{cal.provenance}")
+    (out / "calibration.json").write_text(cal.to_json())
+    if args.write:
+        print(f"wrote {save_calibration(cal)}", file=sys.stderr)
+    return 0

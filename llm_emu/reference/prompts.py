@@ -1,0 +1,65 @@
+"""inference-perf's ``shared_prefix`` workload, rebuilt as a JSONL file for vLLM's CustomDataset.
+
+As inference-perf builds its prompts: per group a random-token system prompt, per request a random-token
+question, both decoded to text with the model's tokenizer and joined by a space. Requests go to the groups in
+turn; every question is new, so only the system prompts are shared (and prefix-cached). The file lists the
+requests in send order (vLLM's client is run with --disable-shuffle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llm_emu.models import cache_dir, resolve_model
+
+
+def _tokenizer(model: str) -> Any:
+    from vllm.tokenizers import get_tokenizer
+
+    resolved = resolve_model(model)
+    kwargs: dict[str, Any] = {"tokenizer_mode": resolved.tokenizer_mode} if resolved.tokenizer_mode else {}
+    return get_tokenizer(resolved.tokenizer or resolved.model, **kwargs)
+
+
+def _vocab_size(tok: Any) -> int:
+    size = getattr(tok, "vocab_size", None)
+    return int(size) if size else len(tok)
+
+
+def shared_prefix_prompts(tok: Any, groups: int, prefix_len: int, question_len: int, num_requests: int,
+                          seed: int = 0) -> list[str]:
+    """``num_requests`` prompts: group ``i % groups``'s system prompt + a new question (deterministic)."""
+    rng = np.random.default_rng(seed)
+    vocab = _vocab_size(tok)
+
+    def text(n: int) -> str:
+        return str(tok.decode(rng.integers(0, vocab, size=n).tolist(), skip_special_tokens=True))
+
+    prefixes = [text(prefix_len) for _ in range(groups)]
+    return [prefixes[i % groups] + " " + text(question_len) for i in range(num_requests)]
+
+
+def shared_prefix_file(model: str, groups: int, prefix_len: int, question_len: int, num_requests: int,
+                       seed: int = 0) -> Path:
+    """A cached JSONL file of the ``num_requests`` prompts (one {"prompt": ...} per line, in send order)."""
+    key = hashlib.sha256(json.dumps([model, groups, prefix_len, question_len, num_requests, seed]).encode())
+    dest = cache_dir() / "reference" / f"shared-prefix-{key.hexdigest()[:16]}.jsonl"
+    if dest.is_file():
+        return dest
+    prompts = shared_prefix_prompts(_tokenizer(model), groups, prefix_len, question_len, num_requests, seed)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".shared-prefix-")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        for prompt in prompts:
+            fh.write(json.dumps({"prompt": prompt}) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, dest)
+    return dest
