@@ -21,7 +21,16 @@ from search.objectives import Objective, PendingTrial, TrialResult, make_objecti
 from search.objectives.base import MEASUREMENTS_ATTR
 from search.samplers import AskTellGridSampler, make_sampler
 from search.space import suggest_overrides
-from search.storage import SKIPPED_ATTR, Heartbeat, counted_trials, make_storage, quiet, recover_stale, trial_id
+from search.storage import (
+    RETRY_OF_ATTR,
+    SKIPPED_ATTR,
+    Heartbeat,
+    counted_trials,
+    make_storage,
+    quiet,
+    recover_stale,
+    trial_id,
+)
 from search.task import (
     BASELINE_ATTR,
     CONSTRAINTS_ATTR,
@@ -32,8 +41,6 @@ from search.task import (
     ranked_trials,
 )
 
-RETRY_OF_ATTR = "retry_of"
-"""User attr of a trial re-enqueued by ``--retry-failed``: the number of the failed trial it repeats."""
 _CONSTRAINT_NAMES = ("slo_attainment",)
 
 
@@ -228,7 +235,8 @@ class OptunaSource:
         batch: list[PendingTrial] = []
         seen, dupes = _tried_keys(study), 0
         while len(batch) < size and dupes < spec.max_duplicate_asks:
-            if isinstance(study.sampler, AskTellGridSampler) and study.sampler.is_exhausted(study):
+            waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))  # enqueued: asked first
+            if not waiting and isinstance(study.sampler, AskTellGridSampler) and study.sampler.is_exhausted(study):
                 break
             with quiet():
                 trial = study.ask()

@@ -143,11 +143,17 @@ def recover_stale(
         time.sleep(min(1.0, spec.heartbeat_interval_s))
 
 
+RETRY_OF_ATTR = "retry_of"
+"""User attr of a trial enqueued again by ``--retry-failed``: the number of the failed trial it repeats."""
+
+
 def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
-    """Numbers of FAIL trials that have a retry (so they must not count)."""
+    """Numbers of FAIL trials that have a retry (so they must not count): after a dead controller, or
+    ``--retry-failed``."""
     # retry_history, not retried_trial_number: a retry of a retry keeps the *first* failed number.
     with quiet():
-        return {n for t in trials for n in (RetryHeartbeatStaleTrialCallback.retry_history(t) or [])}
+        stale = {n for t in trials for n in (RetryHeartbeatStaleTrialCallback.retry_history(t) or [])}
+    return stale | {int(t.user_attrs[RETRY_OF_ATTR]) for t in trials if RETRY_OF_ATTR in t.user_attrs}
 
 
 def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
