@@ -106,7 +106,8 @@ def check_engine_args(spec: SweepSpec) -> None:
         if name not in names:
             close = difflib.get_close_matches(name, sorted(names), n=3, cutoff=0.6)
             hint = f"; did you mean {' or '.join(close)}?" if close else "; see `vllm serve --help`"
-            raise SpecError(f"{spec.where(*path[:2])}: {dotted(path[:2])}: not a vLLM engine arg{hint}")
+            key = path[: path.index(name) + 1]
+            raise SpecError(f"{spec.where(*key)}: {dotted(key)}: not a vLLM engine arg{hint}")
         try:
             flags = render_value(name, value)
         except EmuError as exc:
