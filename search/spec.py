@@ -15,7 +15,6 @@ from typing import Any, Literal
 from llm_emu.yamlspec import Located, Path_, build, fail
 
 Objective = Literal["slo_throughput", "capacity", "pareto"]
-Sampler = Literal["tpe", "gp", "nsgaii", "random", "grid"]
 ThroughputMetric = Literal["request_goodput", "request_throughput", "output_throughput", "total_token_throughput"]
 MAX_GRID_POINTS = 64
 """Most values an int range may expand to for the grid sampler (beyond that, list them in ``grid:``)."""
@@ -95,8 +94,9 @@ class SearchSpec:
     """slo_throughput | capacity | pareto."""
     space: dict[str, ParamSpec]
     """Engine arg (vLLM Python name) -> its range; searched in this order (conditions see earlier values)."""
-    sampler: Sampler | None = None
-    """tpe | gp | nsgaii | random | grid (default: tpe; nsgaii for pareto)."""
+    sampler: str | None = None
+    """A name in search.samplers.SAMPLER_REGISTRY: tpe | gp | nsgaii | random | grid (default: tpe; nsgaii for
+    pareto)."""
     n_trials: int | None = None
     """Trials to finish (COMPLETE, PRUNED, or FAIL after retries); the baseline counts as one."""
     timeout_s: float | None = None
@@ -175,11 +175,6 @@ def validate_search(doc: Located, path: Path_, spec: SearchSpec, *, has_slo: boo
     return replace(spec, space={k.replace("-", "_"): v for k, v in spec.space.items()})
 
 
-def load_search(doc: Located, path: Path_, raw: Any, *, has_slo: bool) -> SearchSpec:
-    """Build and validate a `search:` section on its own (the sweep spec loader builds it with the rest)."""
-    return validate_search(doc, path, build(doc, path, normalise_section(raw), SearchSpec), has_slo=has_slo)
-
-
 def _check_param(doc: Located, where: Path_, name: str, p: ParamSpec, spec: SearchSpec) -> None:
     if p.kind in ("int", "float"):
         if p.low is None or p.high is None:
@@ -204,6 +199,11 @@ def _check_param(doc: Located, where: Path_, name: str, p: ParamSpec, spec: Sear
 
 
 def _check_budget(doc: Located, path: Path_, spec: SearchSpec) -> None:
+    from search.samplers import SAMPLER_REGISTRY  # imports Optuna: only once a search section is there
+
+    if spec.sampler is not None and spec.sampler not in SAMPLER_REGISTRY:
+        raise fail(doc, (*path, "sampler"), f"unknown sampler {spec.sampler!r}; valid samplers: "
+                                            f"{', '.join(SAMPLER_REGISTRY)}")
     if not spec.space:
         raise fail(doc, (*path, "space"), "map engine-arg names to ranges, e.g. max_num_seqs: {low: 8, high: 256}")
     checks: list[tuple[bool, str, str]] = [

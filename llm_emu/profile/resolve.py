@@ -20,7 +20,8 @@ GPU_MEMORY_BYTES: dict[str, tuple[str, int]] = {
     "l40s": ("NVIDIA L40S", int(44.39 * 2**30)),
 }
 
-#: What vLLM 0.32 resolves on a CUDA device when the user passes no flags (see VLLM_PLUGIN_NOTES.md).
+#: What vLLM 0.32 resolves on a CUDA device when the user passes no flags (its defaults for a GPU, which differ
+#: from those it picks on the CPU platform: see EngineSettings).
 CUDA_DEFAULTS = EngineSettings()
 
 

@@ -30,7 +30,7 @@ def test_valid_defaults():
         ({"n_trials": None}, r"search.n_trials: give `n_trials` and/or `timeout_s`"),
         ({"n_trials": 0}, r"search.n_trials: must be >= 1"),
         ({"n_trials": "ten"}, r"search.n_trials: expected int"),
-        ({"sampler": "cmaes"}, r"search.sampler: expected one of"),
+        ({"sampler": "cmaes"}, r"search.sampler: unknown sampler .cmaes.; valid samplers: tpe, gp"),
         ({"parallelism": 0}, r"search.parallelism: must be >= 1"),
         ({"verify_top_k": -1}, r"search.verify_top_k: must be >= 0"),
         ({"space": {"max_num_seqs": {"low": 8, "high": 4}}}, r"search.space.max_num_seqs: high \(4\) is below"),
