@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 from llm_emu.errors import SpecError
+from orchestrator.executor import WALL_TRIAL_MIN_CPUS
 from orchestrator.spec import SweepSpec, load_spec
 
 
@@ -46,6 +48,10 @@ def apply_overrides(spec: SweepSpec, args: argparse.Namespace) -> SweepSpec:
     if clock is not None:
         if clock == "virtual" and spec.kind == "real":
             raise SpecError("--clock virtual: virtual time emulates a profile; kind: real runs in wall-clock time only")
+        if clock == "wall" and spec.clock == "virtual" and spec.resources.cpus_per_trial < WALL_TRIAL_MIN_CPUS:
+            print(f"llm-emu sweep: warning: --clock wall with resources.cpus_per_trial "
+                  f"{spec.resources.cpus_per_trial:g} (sized for virtual time): wall-clock servers on shared cores "
+                  f"measure distorted latencies; set cpus_per_trial: 2 or --max-parallel 1", file=sys.stderr)
         spec = replace(spec, clock=clock)
     return replace(spec, host_model=host) if host is not None else spec
 
