@@ -1,4 +1,4 @@
-"""What one trial does: start a server, benchmark it at every request rate, return typed results.
+"""What one trial does: serve its config in its clock, benchmark every request rate, return typed results.
 
 A runner is any picklable callable ``(trial, ctx) -> tuple[RateResult, ...]`` that raises on failure; the
 controller ships it to the trial's Ray actor. ``ServerRunner`` is the real one; tests inject fakes

@@ -1,6 +1,7 @@
-"""The sweep spec (YAML): typed, validated at load, every error one line with ``file:line``.
+"""The one spec for the whole YAML file: typed, validated at load, every error one line with ``file:line``.
 
-Example::
+A spec has one proposal source, a ``grid`` or a ``search`` section (typed in search.spec); everything else —
+model, profile, clock, engine args, constraints, workload, SLO, resources — is shared by both. Example::
 
     name: chunked_prefill
     model: llama-3.1-8b

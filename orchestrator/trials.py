@@ -38,7 +38,7 @@ class Trial:
     engine_args: tuple[tuple[str, Any], ...]
     """Effective engine args: base engine_args + this grid point, sorted by name."""
     grid_point: tuple[tuple[str, Any], ...]
-    """Only the grid values of this trial, in grid order (what distinguishes it from its siblings)."""
+    """Only the varied values (grid point or searched params), in order (what distinguishes it from siblings)."""
     workload: WorkloadSpec
     """The load; one benchmark run per ``workload.request_rates`` entry."""
     slo: SLOSpec | None = None
