@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from llm_emu.yamlspec import Located, Path_, build, fail
+from llm_emu.yamlspec import Located, Path_, fail
 
 Objective = Literal["slo_throughput", "capacity", "pareto"]
 ThroughputMetric = Literal["request_goodput", "request_throughput", "output_throughput", "total_token_throughput"]
