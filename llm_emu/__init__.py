@@ -7,6 +7,3 @@ forward pass is replaced by a step latency drawn from a profile measured on real
 from __future__ import annotations
 
 __version__ = "0.1.0"
-
-#: vLLM releases the emulator's hooks are written and tested against (inclusive lower, exclusive upper).
-SUPPORTED_VLLM = (">=0.24", "<0.34")

@@ -78,7 +78,8 @@ def build_command(spec: ServerSpec, port: int, *, cpu_only: bool | None = None) 
         if not flag_given(args, "load-format"):
             args += ["--load-format", "dummy"]
         if cpu_only and not flag_given(args, "gpu-memory-utilization"):
-            # On vLLM-CPU this is a fraction of one NUMA node's host RAM (ENVIRONMENT.md, trap 3).
+            # On vLLM's CPU build this is a fraction of one NUMA node's host RAM, not of a GPU's memory: a
+            # GPU-sized default would claim most of the host; 0.3 leaves room for the server's own processes.
             args += ["--gpu-memory-utilization", "0.3"]
         return [
             sys.executable,

@@ -1,4 +1,4 @@
-"""Sweep orchestrator: a YAML grid of vLLM engine configs, one Ray actor (hosting one server) per trial.
+"""Sweep orchestrator: one spec, one pipeline (plan -> prune -> execute -> report), one Ray actor per trial.
 
 ``search/`` decides what to try; this package decides where and how it runs.
 """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,16 @@ class Rule:
         a, b = _term(self.left, config), _term(self.right, config)
         if a is None or b is None:
             return None
-        return bool(_OPS[self.op](a, b))
+        return _compare(self.op, a, b, self.left, self.right)
+
+
+def _compare(op: str, a: Any, b: Any, left: Any, right: Any) -> bool:
+    """``a op b``; a value of the wrong type (e.g. the string "abc" for a number) is a one-line SpecError."""
+    try:
+        return bool(_OPS[op](a, b))
+    except TypeError:
+        raise SpecError(f"cannot compare {left} ({a!r}) {op} {right} ({b!r}): a value has the wrong type; "
+                        "fix it in the spec") from None
 
 
 def _term(term: str | float, config: Mapping[str, Any]) -> Any:
@@ -60,6 +69,11 @@ def parse_rule(text: str) -> Rule:
     return Rule(_side(m.group(1)), m.group(2), _side(m.group(3)))
 
 
+def rule_names(rule: Rule) -> list[str]:
+    """The engine arg names a rule compares."""
+    return [t for t in (rule.left, rule.right) if isinstance(t, str)]
+
+
 def builtin_reason(config: Mapping[str, Any], model_max_len: int | None) -> str | None:
     """Why vLLM would reject ``config`` at startup, or None.
 
@@ -69,12 +83,13 @@ def builtin_reason(config: Mapping[str, Any], model_max_len: int | None) -> str 
     """
     mnbt = config.get("max_num_batched_tokens")
     max_len = config.get("max_model_len") or model_max_len
-    if config.get("enable_chunked_prefill") is False and mnbt is not None and max_len and mnbt < max_len:
+    if (config.get("enable_chunked_prefill") is False and mnbt is not None and max_len
+            and _compare("<", mnbt, max_len, "max_num_batched_tokens", "max_model_len")):
         return (f"max_num_batched_tokens ({mnbt}) is smaller than max_model_len ({max_len}) with chunked "
                 f"prefill disabled: vLLM rejects this config (a whole prompt must fit one step); enable "
                 f"chunked prefill or raise max_num_batched_tokens")
     seqs = config.get("max_num_seqs")
-    if mnbt is not None and seqs is not None and mnbt < seqs:
+    if mnbt is not None and seqs is not None and _compare("<", mnbt, seqs, "max_num_batched_tokens", "max_num_seqs"):
         return (f"max_num_batched_tokens ({mnbt}) is smaller than max_num_seqs ({seqs}): vLLM rejects this "
                 f"config; raise max_num_batched_tokens or lower max_num_seqs")
     return None
@@ -87,22 +102,27 @@ class UserConstraint:
     rule: Rule
     text: str
     when: tuple[tuple[str, Any], ...] = ()
+    """Applies only to configs with all of these values."""
+    unless: tuple[tuple[str, Any], ...] = ()
+    """Does not apply to configs with all of these values."""
     reason: str | None = None
 
     def violation(self, config: Mapping[str, Any]) -> str | None:
         """The recorded reason if ``config`` breaks this constraint, else None."""
         if any(config.get(k) != v for k, v in self.when):
             return None
+        if self.unless and all(config.get(k) == v for k, v in self.unless):
+            return None
         if self.rule.holds(config) is False:
             return self.reason or f"violates constraint {self.text!r}"
         return None
 
 
-def user_constraints(specs: Any) -> tuple[UserConstraint, ...]:
-    """Parse the spec's ``constraints`` entries (already syntax-checked at load)."""
+def user_constraints(specs: Iterable[Any]) -> tuple[UserConstraint, ...]:
+    """Parse the spec's ``constraints`` entries (already checked at load; when/unless are mappings or None)."""
     return tuple(
-        UserConstraint(parse_rule(c.rule), c.rule,
-                       tuple((k.replace("-", "_"), v) for k, v in c.when.items()), c.reason)
+        UserConstraint(parse_rule(c.rule), c.rule, tuple((c.when or {}).items()), tuple((c.unless or {}).items()),
+                       c.reason)
         for c in specs
     )
 

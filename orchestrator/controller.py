@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from llm_emu.errors import EmuError
@@ -47,6 +48,11 @@ class ControllerOptions:
     """Server health-check timeout passed to each attempt."""
     poll_s: float = 0.5
     """How often the controller wakes up to check timeouts."""
+    env_vars: dict[str, str] = field(default_factory=dict)
+    """Extra environment of trial actors (virtual time: the emulator's vLLM platform, in-process engine)."""
+    reuse_actors: bool = False
+    """Keep an actor whose attempt succeeded for the next trial (virtual time: vLLM is imported once per
+    actor, not once per trial). A failed or timed-out attempt's actor is always killed."""
 
 
 def runtime_env() -> dict[str, Any]:
@@ -132,13 +138,29 @@ class _Attempt:
 
 
 class Controller:
-    """Runs trials on Ray actors; call ``run`` once."""
+    """Runs trials on Ray actors; call ``run`` once per batch, ``close`` at the end (or use it as a context)."""
 
     def __init__(self, runner: TrialRunner, store: ResultStore, options: ControllerOptions,
                  on_result: Callable[[Trial, TrialResult], None] | None = None) -> None:
         self.runner, self.store, self.opts, self.on_result = runner, store, options, on_result
         self._inflight: dict[Any, _Attempt] = {}
-        self._errors: dict[str, list[str]] = {}  # trial hash -> errors of its failed attempts so far
+        self._idle: list[Any] = []
+        """Actors kept for reuse (``reuse_actors``)."""
+        self._errors: dict[str, list[str]] = {}
+        """Trial hash -> errors of its failed attempts so far."""
+
+    def __enter__(self) -> Controller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill the actors kept for reuse."""
+        import ray
+
+        while self._idle:
+            ray.kill(self._idle.pop())
 
     def run(self, trials: Sequence[Trial]) -> list[TrialResult]:
         """Run every trial (retrying failures) and return their results in completion order."""
@@ -162,14 +184,22 @@ class Controller:
         finally:
             for attempt in self._inflight.values():
                 ray.kill(attempt.actor)
+            self._inflight.clear()
         return results
+
+    def _actor(self, actor_cls: Any, trial: Trial, attempt: int) -> Any:
+        if self._idle:
+            return self._idle.pop()
+        opts = self.opts.resources.options()
+        if self.opts.env_vars:
+            opts["runtime_env"] = {"env_vars": {**runtime_env()["env_vars"], **self.opts.env_vars}}
+        return actor_cls.options(name=actor_name(trial.hash, attempt), namespace=NAMESPACE, **opts).remote(
+            self.runner)
 
     def _launch(self, actor_cls: Any, trial: Trial, attempt: int) -> None:
         ctx = TrialContext(out_dir=self.opts.out_dir, attempt=attempt,
                            startup_timeout_s=self.opts.startup_timeout_s)
-        actor = actor_cls.options(
-            name=actor_name(trial.hash, attempt), namespace=NAMESPACE, **self.opts.resources.options()
-        ).remote(self.runner)
+        actor = self._actor(actor_cls, trial, attempt)
         self._inflight[actor.run.remote(trial, ctx)] = _Attempt(trial, ctx, actor, time.monotonic())
 
     def _kill_overdue(self) -> None:
@@ -188,19 +218,25 @@ class Controller:
 
         attempt = self._inflight.pop(ref)
         trial, ctx = attempt.trial, attempt.ctx
+        errors = self._errors.setdefault(trial.hash, [])
+        reuse = False
         try:
             result: TrialResult = ray.get(ref)
+            reuse = self.opts.reuse_actors
         except Exception as exc:
             error = _error_text(exc)
             if attempt.killed:
                 error = f"timed out after {self.opts.trial_timeout_s:g} s (resources.trial_timeout_s)"
-            self._errors.setdefault(trial.hash, []).append(error)
+            errors.append(f"attempt {ctx.attempt + 1}: {error}")
             if ctx.attempt < self.opts.retries:
                 pending.appendleft((trial, ctx.attempt + 1))
                 return None
             result = failed_result(trial, ctx, error, time.monotonic() - attempt.started)
         finally:
-            ray.kill(attempt.actor)  # frees its resources now rather than at garbage collection
+            if reuse:
+                self._idle.append(attempt.actor)
+            else:
+                ray.kill(attempt.actor)  # frees its resources now rather than at garbage collection
         result = replace(result, attempt_errors=tuple(self._errors.pop(trial.hash, ())))
         self.store.write(trial, result)
         if self.on_result:

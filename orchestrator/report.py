@@ -30,7 +30,10 @@ def _x_rates(rates: pd.Series) -> tuple[pd.Series, list[float], list[str]]:
 
 
 def _per_config(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """One line per config (and per clock, when a virtual-time search was re-checked in wall-clock time)."""
     ok = df[df["status"] == "ok"]
+    if "clock" in ok and ok["clock"].nunique() > 1:
+        ok = ok.assign(config=ok["config"] + " [" + ok["clock"] + "]")
     return [(str(label), g.sort_values("request_rate")) for label, g in ok.groupby("config", sort=True)]
 
 
@@ -139,8 +142,8 @@ def write_report(out_dir: str | Path) -> Path:
     df, manifest = _read_results(out)
     name = manifest.get("name", out.name)
     plots = _plots(df, out) if (df.get("status") == "ok").any() else []
-    failed = df[df["status"] != "ok"].drop_duplicates("trial_hash")[["config", "error"]] \
-        if "status" in df else pd.DataFrame()
+    cols = [c for c in ("config", "clock", "attempts", "error", "attempt_errors") if c in df]
+    failed = df[df["status"] != "ok"].drop_duplicates("trial_hash")[cols] if "status" in df else pd.DataFrame()
     pruned = pd.DataFrame(manifest.get("pruned", []), columns=["config", "reason"])
     sections = [
         (f"Sweep report: {name}", f"{df['trial_hash'].nunique() if 'trial_hash' in df else 0} trials, "

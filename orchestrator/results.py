@@ -25,8 +25,8 @@ ENGINE_PREFIX = "engine."
 META_COLUMNS = frozenset({
     "trial_hash", "trial_index", "config", "kind", "model", "profile", "profile_id", "engine_args",
     "num_prompts", "dataset", "burstiness", "slo_ttft_ms", "slo_tpot_ms", "slo_e2el_ms", "slo_target",
-    "status", "error", "attempts", "attempt_errors", "node", "trial_elapsed_s", "log_path", "request_rate",
-    "meets_slo", "elapsed_s",
+    "status", "error", "attempt_errors", "attempts", "node", "trial_elapsed_s", "log_path", "request_rate",
+    "meets_slo", "elapsed_s", "clock", "host_model",
 })
 """Columns that describe a row rather than measure it (everything else: vLLM metrics + slo_attainment)."""
 
@@ -34,7 +34,8 @@ META_COLUMNS = frozenset({
 def _base_row(trial: Trial, result: TrialResult) -> dict[str, Any]:
     row: dict[str, Any] = {
         "trial_hash": trial.hash, "trial_index": trial.index, "config": trial.label,
-        "kind": trial.kind, "model": trial.model, "profile": trial.profile, "profile_id": trial.profile_id,
+        "kind": trial.kind, "clock": trial.clock, "host_model": trial.host_model, "model": trial.model,
+        "profile": trial.profile, "profile_id": trial.profile_id,
         "engine_args": json.dumps(dict(trial.engine_args), sort_keys=True),
         "num_prompts": trial.workload.num_prompts, "dataset": trial.workload.dataset,
         "burstiness": trial.workload.burstiness,
@@ -42,9 +43,8 @@ def _base_row(trial: Trial, result: TrialResult) -> dict[str, Any]:
         "slo_tpot_ms": trial.slo.tpot_ms if trial.slo else None,
         "slo_e2el_ms": trial.slo.e2el_ms if trial.slo else None,
         "slo_target": trial.slo.attainment if trial.slo else None,
-        "status": result.status, "error": result.error, "attempts": result.attempts,
-        "attempt_errors": json.dumps(list(result.attempt_errors)) if result.attempt_errors else None,
-        "node": result.node,
+        "status": result.status, "error": result.error, "attempt_errors": json.dumps(list(result.attempt_errors)),
+        "attempts": result.attempts, "node": result.node,
         "trial_elapsed_s": result.elapsed_s, "log_path": result.log_path,
     }
     for key, value in trial.engine_args:
@@ -52,8 +52,8 @@ def _base_row(trial: Trial, result: TrialResult) -> dict[str, Any]:
     return row
 
 
-def _rate_row(rate: RateResult, target: float | None) -> dict[str, Any]:
-    met = None if rate.slo_attainment is None or target is None else rate.slo_attainment >= target
+def _rate_row(rate: RateResult, trial: Trial) -> dict[str, Any]:
+    met = trial.slo.met(rate.slo_attainment) if trial.slo else None
     return {"request_rate": rate.request_rate, **rate.metrics, "slo_attainment": rate.slo_attainment,
             "meets_slo": met, "elapsed_s": rate.elapsed_s}
 
@@ -61,9 +61,8 @@ def _rate_row(rate: RateResult, target: float | None) -> dict[str, Any]:
 def rows_for(trial: Trial, result: TrialResult) -> list[dict[str, Any]]:
     """One row per (trial, rate); a failed trial gets one row per offered rate, status "failed"."""
     base = _base_row(trial, result)
-    target = trial.slo.attainment if trial.slo else None
     if result.status == "ok":
-        return [{**base, **_rate_row(r, target)} for r in result.rates]
+        return [{**base, **_rate_row(r, trial)} for r in result.rates]
     return [{**base, "request_rate": r} for r in trial.workload.request_rates]
 
 
@@ -117,9 +116,10 @@ class ResultStore:
         atomic_write_parquet(path, _uniform(pd.DataFrame(rows_for(trial, result))))
         return path
 
-    def combine(self, trials: Iterable[Trial]) -> pd.DataFrame:
-        """Concatenate the finished trials of ``trials`` and atomically rewrite OUT/results.parquet."""
-        frames = [df for t in trials if (df := self.read_trial(t.hash)) is not None and not df.empty]
+    def combine(self, trials: Iterable[Trial | str]) -> pd.DataFrame:
+        """Concatenate the finished trials of ``trials`` (Trials or hashes), atomically rewrite OUT/results.parquet."""
+        hashes = [t if isinstance(t, str) else t.hash for t in trials]
+        frames = [df for h in hashes if (df := self.read_trial(h)) is not None and not df.empty]
         df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         atomic_write_parquet(self.combined_path, _uniform(df))
         return df

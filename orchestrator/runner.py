@@ -1,4 +1,4 @@
-"""What one trial does: start a server, benchmark it at every request rate, return typed results.
+"""What one trial does: serve its config in its clock, benchmark every request rate, return typed results.
 
 A runner is any picklable callable ``(trial, ctx) -> tuple[RateResult, ...]`` that raises on failure; the
 controller ships it to the trial's Ray actor. ``ServerRunner`` is the real one; tests inject fakes
@@ -8,11 +8,12 @@ controller ships it to the trial's Ray actor. ``ServerRunner`` is the real one; 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from orchestrator.slo import attainment, scalar_metrics
+from llm_emu.slo import slo_attainment
 from orchestrator.trials import Trial
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ class RateResult:
     metrics: dict[str, float]
     """vLLM's numeric result keys (request_throughput, p99_ttft_ms, request_goodput, ...)."""
     slo_attainment: float | None
-    """Fraction of requests meeting all SLOs (None without SLOs)."""
+    """Good requests / offered requests, vLLM's goodput definition (llm_emu.slo; None without SLOs)."""
     elapsed_s: float
     """Wall time of the benchmark run."""
 
@@ -73,6 +74,8 @@ class TrialResult:
     """One entry per rate (empty when failed)."""
     error: str | None = None
     """Last attempt's error when failed."""
+    attempt_errors: tuple[str, ...] = ()
+    """The error of every failed attempt, in order (also those followed by a successful retry)."""
     attempts: int = 1
     """Attempts made (1 = no retry)."""
     node: str | None = None
@@ -96,11 +99,11 @@ class ServerRunner:
     """The real runner: serve the trial's config through a measure loop, vLLM's benchmark client per rate."""
 
     loop: MeasureLoop | None = None
-    """How the config is served and measured (None: llm_emu.measure's default, a vLLM server process)."""
+    """How the config is served and measured (None: by the trial's clock, see ``loop_for``)."""
 
     def __call__(self, trial: Trial, ctx: TrialContext) -> tuple[RateResult, ...]:
         """Serve the trial, benchmark every rate (prefix cache reset in between), tear down."""
-        from llm_emu.measure import MeasureTarget, measure_loop
+        from llm_emu.measure import MeasureTarget
         from llm_emu.server import ServerSpec, free_port
 
         ctx.log_dir.mkdir(parents=True, exist_ok=True)
@@ -110,14 +113,28 @@ class ServerRunner:
             port=free_port(), log_path=ctx.log_file(trial), startup_timeout_s=ctx.startup_timeout_s,
         )
         runs = [bench_run(trial, ctx, rate) for rate in trial.workload.request_rates]
-        loop = self.loop or measure_loop()
+        loop = self.loop or loop_for(trial)
         measured = loop.measure(MeasureTarget(server=spec, tokenizer_model=trial.model), runs)
         return tuple(
             RateResult(request_rate=m.run.workload.request_rate, metrics=scalar_metrics(m.result),
-                       slo_attainment=attainment(m.result, trial.slo, trial.workload.num_prompts),
+                       slo_attainment=slo_attainment(m.result, trial.slo, trial.workload.num_prompts),
                        elapsed_s=m.wall_s)
             for m in measured
         )
+
+
+def loop_for(trial: Trial) -> MeasureLoop:
+    """The measure loop of the trial's clock: a server process (wall) or vLLM's engine in virtual time."""
+    from llm_emu.measure import measure_loop
+
+    if trial.clock == "virtual":
+        return measure_loop("virtual", host=trial.host_model)
+    return measure_loop("server")
+
+
+def scalar_metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric scalar keys of vLLM's result dict (per-request lists and strings dropped)."""
+    return {k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def bench_run(trial: Trial, ctx: TrialContext, rate: float) -> BenchRun:

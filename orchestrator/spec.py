@@ -1,6 +1,7 @@
-"""The sweep spec (YAML): typed, validated at load, every error one line with ``file:line``.
+"""The one spec for the whole YAML file: typed, validated at load, every error one line with ``file:line``.
 
-Example::
+A spec has one proposal source, a ``grid`` or a ``search`` section (typed in search.spec); everything else —
+model, profile, clock, engine args, constraints, workload, SLO, resources — is shared by both. Example::
 
     name: chunked_prefill
     model: llama-3.1-8b
@@ -24,11 +25,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llm_emu.errors import SpecError
-from orchestrator.constraints import parse_rule
-from orchestrator.typed import build, fail
-from orchestrator.yamlmarks import Located, load_located, load_located_file
-
-Scalar = bool | int | float | str | None
+from llm_emu.slo import SLOSpec
+from llm_emu.yamlspec import Located, build, fail, load_located, load_located_file
+from orchestrator.constraints import parse_rule, rule_names
+from search.spec import SearchSpec, as_conditions, normalise_section, validate_search
 
 # Flags the orchestrator sets itself: a spec must not override them.
 RESERVED_ENGINE_ARGS = frozenset({"model", "host", "port", "served_model_name", "tokenizer", "profile"})
@@ -61,32 +61,14 @@ class WorkloadSpec:
 
 
 @dataclass(frozen=True)
-class SLOSpec:
-    """Service-level objectives, in vLLM's ``--goodput`` sense: a request is good when all given ones hold."""
-
-    ttft_ms: float | None = None
-    """Time to first token limit (ms)."""
-    tpot_ms: float | None = None
-    """Time per output token limit (ms), vLLM's definition (first token excluded)."""
-    e2el_ms: float | None = None
-    """End-to-end latency limit (ms)."""
-    attainment: float = 0.99
-    """Fraction of requests that must be good for a (config, rate) to meet the SLO."""
-
-    def goodput(self) -> dict[str, float]:
-        """The ``goodput`` argument of ``run_benchmark`` (vLLM's --goodput keys)."""
-        pairs = (("ttft", self.ttft_ms), ("tpot", self.tpot_ms), ("e2el", self.e2el_ms))
-        return {k: v for k, v in pairs if v is not None}
-
-
-@dataclass(frozen=True)
 class ResourcesSpec:
     """Where and how wide trials run."""
 
     cpus_per_trial: float = 2.0
-    """Ray CPUs each trial actor declares. An emulated server is an API-server process plus an EngineCore
-    process plus the benchmark client: about 1.5-2 busy cores, so 2 keeps concurrent trials from slowing
-    each other down (which would distort the measured latencies)."""
+    """Ray CPUs each trial actor declares. In wall-clock time an emulated server is an API-server process plus
+    an EngineCore process plus the benchmark client: about 1.5-2 busy cores, so 2 keeps concurrent trials from
+    slowing each other down (which would distort the measured latencies). Virtual-time trials use one core
+    while they compute and their results do not depend on load, so they may pack densely (e.g. 0.5)."""
     memory_gb_per_trial: float | None = 2.0
     """Ray memory each trial declares (an emulated server needs ~1.3 GB); None: do not declare."""
     max_parallel: int | None = None
@@ -106,8 +88,10 @@ class ConstraintSpec:
     rule: str
     """``<arg or number> <op> <arg or number>``, op one of < <= > >= == !=, e.g.
     ``max_num_batched_tokens >= max_num_seqs``."""
-    when: dict[str, Any] = field(default_factory=dict)
-    """Apply only to configs whose engine args equal all of these values."""
+    when: dict[str, Any] | str | None = None
+    """Apply only to configs whose engine args equal all of these values (a bare name means ``{name: true}``)."""
+    unless: dict[str, Any] | str | None = None
+    """Do not apply to configs whose engine args equal all of these values (a bare name: ``{name: true}``)."""
     reason: str | None = None
     """Recorded with every config the rule prunes (default: the rule)."""
 
@@ -119,17 +103,23 @@ class SweepSpec:
     name: str
     """Sweep name (default output dir: runs/<name>)."""
     model: str
-    """Shipped model name (profiles/models/<name>), model directory, or HF id."""
+    """Shipped model name (llm_emu/data/models/<name>), model directory, or HF id."""
     profile: str | None = None
     """Latency profile of emulated servers: a pack directory, ``aic:<gpu>`` or ``formula:...``."""
     kind: Literal["emulated", "real"] = "emulated"
     """"emulated": llm-emu serve; "real": vLLM on real hardware (needs the hardware resource)."""
+    clock: Literal["wall", "virtual"] = "wall"
+    """"wall": a server process measured in real time; "virtual": vLLM's engine in-process on a virtual clock
+    (emulated only; deterministic, independent of machine load, many times faster)."""
+    host_model: str = "default"
+    """Virtual time only: host CPU time charged per step and request: "default" (the shipped model), "none"
+    (pure device time) or a JSON file made by bench/host_model.py."""
     engine_args: dict[str, Any] = field(default_factory=dict)
     """Base ``vllm serve`` flags shared by all trials, e.g. {max_model_len: 4096}."""
     grid: dict[str, Any] = field(default_factory=dict)
     """Engine arg -> list of values; trials are the cartesian product."""
     constraints: tuple[ConstraintSpec, ...] = ()
-    """Extra pruning rules (built-in ones always apply)."""
+    """Extra pruning rules for grid and search configs (built-in ones always apply)."""
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
     """The offered load."""
     slo: SLOSpec | None = None
@@ -140,8 +130,8 @@ class SweepSpec:
     """Output directory (default runs/<name>; --output overrides)."""
     retries: int = 1
     """Extra attempts for a failed trial before recording it as failed."""
-    search: dict[str, Any] | None = None
-    """Optional search section, stored raw; parsed by the search package (Optuna)."""
+    search: SearchSpec | None = None
+    """Optional Optuna search: the proposal source instead of ``grid`` (see search.spec)."""
     _doc: Located | None = field(default=None, compare=False, repr=False)
     """Source positions, for messages raised after load."""
 
@@ -149,38 +139,57 @@ class SweepSpec:
         """``file:line`` of a key path (e.g. ``spec.where("grid", "max_num_seqs")``)."""
         return self._doc.where(path) if self._doc else "<spec>"
 
+    @property
+    def source_path(self) -> str | None:
+        """The spec file it was loaded from (None for specs built from strings)."""
+        if self._doc is None or not Path(self._doc.source).is_file():
+            return None
+        return self._doc.source
+
     def output_dir(self) -> Path:
         """Where results go unless --output says otherwise."""
         return Path(self.output) if self.output else Path("runs") / self.name
 
 
-def _normalize_args(doc: Located, section: str, args: dict[str, Any]) -> dict[str, Any]:
+def _normalize_args(doc: Located, path: tuple[str, ...], args: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in args.items():
         name = key.replace("-", "_").lstrip("_")
         if name in RESERVED_ENGINE_ARGS:
-            raise fail(doc, (section, key), f"{name!r} is set by the orchestrator; remove it from {section}")
+            raise fail(doc, (*path, key), f"{name!r} is set by the orchestrator; remove it from {path[-1]}")
         if name in out:
-            raise fail(doc, (section, key), f"{name!r} given twice (as dashes and underscores)")
+            raise fail(doc, (*path, key), f"{name!r} given twice (as dashes and underscores)")
         out[name] = value
     return out
 
 
-def _check_value(doc: Located, path: tuple[str | int, ...], value: Any) -> None:
-    if isinstance(value, (list, dict)) and path[0] == "grid":
-        raise fail(doc, path, f"grid values must be scalars (bool, number, string, null), got {value!r}")
-
-
-def _validate(doc: Located, spec: SweepSpec) -> SweepSpec:
-    engine = _normalize_args(doc, "engine_args", spec.engine_args)
-    grid = _normalize_args(doc, "grid", spec.grid)
+def _check_grid(doc: Located, spec: SweepSpec, engine: dict[str, Any]) -> None:
     for key, values in spec.grid.items():
         if not isinstance(values, list) or not values:
             raise fail(doc, ("grid", key), f"expected a non-empty list of values, got {values!r}")
         for i, v in enumerate(values):
-            _check_value(doc, ("grid", key, i), v)
+            if isinstance(v, (list, dict)):
+                raise fail(doc, ("grid", key, i), f"grid values must be scalars (bool, number, string, null), "
+                                                  f"got {v!r}")
         if key.replace("-", "_") in engine:
             raise fail(doc, ("grid", key), f"{key!r} is also in engine_args; keep it in one place")
+
+
+def _check_search(doc: Located, spec: SweepSpec, engine: dict[str, Any]) -> SearchSpec | None:
+    if spec.search is None:
+        return None
+    if spec.grid:
+        raise fail(doc, ("search",), "a spec has one proposal source: `grid:` or `search:`; remove one")
+    search = validate_search(doc, ("search",), spec.search, has_slo=spec.slo is not None)
+    raw_names = list(spec.search.space)
+    _normalize_args(doc, ("search", "space"), dict.fromkeys(raw_names))
+    for raw, name in zip(raw_names, search.space, strict=True):
+        if name in engine:
+            raise fail(doc, ("search", "space", raw), f"{name!r} is also in engine_args; keep it in one place")
+    return search
+
+
+def _check_scalars(doc: Located, spec: SweepSpec) -> None:
     w, r = spec.workload, spec.resources
     checks: list[tuple[bool, tuple[str, ...], str]] = [
         (w.num_prompts >= 1, ("workload", "num_prompts"), f"must be >= 1, got {w.num_prompts}"),
@@ -192,6 +201,8 @@ def _validate(doc: Located, spec: SweepSpec) -> SweepSpec:
         (spec.retries >= 0, ("retries",), f"must be >= 0, got {spec.retries}"),
         (spec.kind == "real" or bool(spec.profile), ("profile",),
          "emulated sweeps need a profile (e.g. profile: aic:h100_sxm); or set kind: real"),
+        (spec.kind == "emulated" or spec.clock == "wall", ("clock",),
+         "virtual time emulates a profile; kind: real runs real vLLM in wall-clock time only (clock: wall)"),
     ]
     if spec.slo is not None:
         a = spec.slo.attainment
@@ -200,17 +211,43 @@ def _validate(doc: Located, spec: SweepSpec) -> SweepSpec:
     for ok, path, message in checks:
         if not ok:
             raise fail(doc, path, message)
+
+
+def _check_constraints(doc: Located, spec: SweepSpec, settable: set[str]) -> tuple[ConstraintSpec, ...]:
+    out = []
     for i, c in enumerate(spec.constraints):
         try:
-            parse_rule(c.rule)
+            names = rule_names(parse_rule(c.rule))
         except SpecError as exc:
             raise fail(doc, ("constraints", i, "rule"), str(exc)) from None
-    return replace(spec, engine_args=engine, grid=grid, _doc=doc)
+        when, unless = as_conditions(c.when), as_conditions(c.unless)
+        for key, refs in (("rule", names), ("when", list(when)), ("unless", list(unless))):
+            for name in refs:
+                if name not in settable:
+                    raise fail(doc, ("constraints", i, key), f"refers to {name!r}, which no config sets (not in "
+                                                             "engine_args, grid or search.space); add it to "
+                                                             "engine_args, e.g. max_model_len: 4096")
+        out.append(replace(c, when=when or None, unless=unless or None))
+    return tuple(out)
+
+
+def _validate(doc: Located, spec: SweepSpec) -> SweepSpec:
+    engine = _normalize_args(doc, ("engine_args",), spec.engine_args)
+    _check_grid(doc, spec, engine)
+    grid = _normalize_args(doc, ("grid",), spec.grid)
+    search = _check_search(doc, spec, engine)
+    _check_scalars(doc, spec)
+    settable = set(engine) | set(grid) | set(search.space if search else ())
+    constraints = _check_constraints(doc, spec, settable)
+    return replace(spec, engine_args=engine, grid=grid, search=search, constraints=constraints, _doc=doc)
 
 
 def spec_from_located(doc: Located) -> SweepSpec:
     """Build and validate a spec from a parsed YAML document."""
-    return _validate(doc, build(doc, (), doc.data, SweepSpec))
+    data = doc.data
+    if isinstance(data, dict) and "search" in data:
+        data = {**data, "search": normalise_section(data["search"])}
+    return _validate(doc, build(doc, (), data, SweepSpec))
 
 
 def load_spec(path: str | Path) -> SweepSpec:

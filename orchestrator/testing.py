@@ -5,14 +5,19 @@ They live in the package (like optuna.testing) so that Ray workers can unpickle 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import subprocess
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from llm_emu.measure import BenchRun, MeasureLoop, MeasureSession, MeasureTarget
+from llm_emu.slo import slo_attainment
 from orchestrator.runner import RateResult, TrialContext
 from orchestrator.trials import Trial
 
@@ -27,9 +32,10 @@ def fake_metrics(trial: Trial, rate: float) -> dict[str, float]:
     tpot = 8.0 + 0.6 * load
     n = trial.workload.num_prompts
     throughput = min(load, 20.0 * budget / 2048.0)
+    good = round(n * (0.99 if ttft < 300 else 0.5))
     return {
-        "completed": float(n), "request_throughput": throughput, "output_throughput": throughput * 200.0,
-        "request_goodput": throughput * (0.99 if ttft < 300 else 0.5),
+        "completed": float(n), "duration": n / throughput, "request_throughput": throughput,
+        "output_throughput": throughput * 200.0, "request_goodput": good * throughput / n,
         "mean_ttft_ms": ttft, "median_ttft_ms": ttft, "p99_ttft_ms": 2.5 * ttft,
         "mean_tpot_ms": tpot, "median_tpot_ms": tpot, "p99_tpot_ms": 1.5 * tpot,
         "mean_itl_ms": tpot, "p99_itl_ms": 2.0 * tpot, "mean_e2el_ms": ttft + 200 * tpot,
@@ -91,8 +97,40 @@ class FakeRunner:
         for rate in trial.workload.request_rates:
             time.sleep(self.seconds_per_rate)
             metrics = fake_metrics(trial, rate)
-            att = None
-            if trial.slo is not None:
-                att = metrics["request_goodput"] / metrics["request_throughput"]
+            att = slo_attainment(metrics, trial.slo, trial.workload.num_prompts)
             out.append(RateResult(rate, metrics, att, self.seconds_per_rate))
         return tuple(out)
+
+
+@dataclass(frozen=True)
+class FakeMeasureLoop(MeasureLoop):
+    """A measure loop that starts nothing and answers vLLM-shaped result dicts (per-request lists included),
+    so ``ServerRunner(loop=FakeMeasureLoop())`` exercises the real trial code (SLO attainment, rows) on Ray."""
+
+    def open(self, target: MeasureTarget) -> AbstractContextManager[MeasureSession]:
+        """A session over no server."""
+        return contextlib.nullcontext(_FakeSession(target))
+
+
+class _FakeSession(MeasureSession):
+    @property
+    def startup_s(self) -> float:
+        return 0.0
+
+    def _reset_prefix_cache(self) -> None:
+        return None
+
+    def _benchmark(self, run: BenchRun) -> dict[str, Any]:
+        """Good requests depend on the config's max_num_seqs and the rate, as vLLM would count them."""
+        w = run.workload
+        flags = list(self.target.server.vllm_args)
+        seqs = int(flags[flags.index("--max-num-seqs") + 1]) if "--max-num-seqs" in flags else 256
+        rate = 50.0 if math.isinf(w.request_rate) else w.request_rate
+        ttfts = [0.05 + 0.01 * i * rate / seqs for i in range(w.num_prompts)]
+        limit = (run.goodput or {}).get("ttft", math.inf) / 1000.0
+        good = sum(t <= limit for t in ttfts)
+        duration = w.num_prompts / rate + 1.0
+        return {"duration": duration, "completed": w.num_prompts, "request_throughput": w.num_prompts / duration,
+                "request_goodput": good / duration if run.goodput else None,
+                "mean_ttft_ms": 1000 * sum(ttfts) / len(ttfts), "p99_ttft_ms": 1000 * max(ttfts), "ttfts": ttfts,
+                "errors": [""] * w.num_prompts}

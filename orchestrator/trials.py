@@ -1,18 +1,20 @@
-"""Expand a spec's grid into trials (one server config each), prune invalid ones, key them by content hash."""
+"""Trials: one server config each, keyed by a content hash; proposals become trials here, and are pruned here."""
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from llm_emu.flags import render_flags
+from llm_emu.slo import SLOSpec
 from orchestrator.constraints import prune_reason, user_constraints
-from orchestrator.spec import SLOSpec, SweepSpec, WorkloadSpec
+from orchestrator.spec import SweepSpec, WorkloadSpec
+from search.evaluator import TrialRequest
+from search.grid import GridSource
 
 HASH_CHARS = 16
 """Hex digits of sha256 kept in keys and file names (collisions: negligible at sweep scale)."""
@@ -23,9 +25,10 @@ class Trial:
     """One server configuration, benchmarked at every request rate of the workload."""
 
     hash: str
-    """Content hash of everything that determines the results (model, profile, engine args, workload, SLO)."""
+    """Content hash of everything that determines the results (model, profile, engine args, workload, SLO,
+    clock and host model)."""
     index: int
-    """Position in grid order (for display only)."""
+    """The proposal's number: grid position or Optuna trial number (for display only)."""
     kind: str
     """"emulated" or "real"."""
     model: str
@@ -35,13 +38,17 @@ class Trial:
     engine_args: tuple[tuple[str, Any], ...]
     """Effective engine args: base engine_args + this grid point, sorted by name."""
     grid_point: tuple[tuple[str, Any], ...]
-    """Only the grid values of this trial, in grid order (what distinguishes it from its siblings)."""
+    """Only the varied values (grid point or searched params), in order (what distinguishes it from siblings)."""
     workload: WorkloadSpec
     """The load; one benchmark run per ``workload.request_rates`` entry."""
     slo: SLOSpec | None = None
     """SLOs for goodput/attainment."""
     profile_id: str | None = None
-    """Provenance of the profile: its name, plus a digest of profile.json for pack directories."""
+    """Provenance of the profile: its name, plus a digest of every file for pack directories."""
+    clock: Literal["wall", "virtual"] = "wall"
+    """Which clock measures it: a server process in real time, or vLLM's engine on a virtual clock."""
+    host_model: str | None = None
+    """Virtual time: the host model ("default", "none" or a file); None in wall-clock time."""
 
     @property
     def engine(self) -> dict[str, Any]:
@@ -93,72 +100,93 @@ def content_hash(payload: Any) -> str:
 
 
 def profile_id(profile: str | None) -> str | None:
-    """The profile string, plus a digest of ``profile.json`` when it names a pack directory."""
+    """The profile string, plus a digest of every file of the pack when it names a pack directory.
+
+    Any change to a pack (``steps.parquet`` fixed in place, a new ``requests.parquet``) changes the trial keys
+    of every trial using it, so those trials run again.
+    """
     if profile is None:
         return None
-    meta = Path(profile) / "profile.json"
-    if meta.is_file():
-        return f"{profile}@{hashlib.sha256(meta.read_bytes()).hexdigest()[:12]}"
-    return profile
+    root = Path(profile)
+    if not (root / "profile.json").is_file():
+        return profile
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return f"{profile}@{digest.hexdigest()[:12]}"
 
 
 def model_max_len(model: str) -> int | None:
-    """Context length from a shipped model's (or model dir's) config.json, else None."""
-    from llm_emu.models import MODELS_DIR
+    """Context length from the model's config.json (shipped, model dir or cached HF id), else None."""
+    from llm_emu.models import load_model_config
 
-    for d in (MODELS_DIR / model, Path(model)):
-        cfg = d / "config.json"
-        if cfg.is_file():
-            value = json.loads(cfg.read_text()).get("max_position_embeddings")
-            return int(value) if value else None
-    return None
+    value = load_model_config(model).get("max_position_embeddings")
+    return int(value) if isinstance(value, (int, float)) else None
 
 
-def make_trial(spec: SweepSpec, *, index: int, engine_args: dict[str, Any], grid_point: dict[str, Any],
-               workload: WorkloadSpec | None = None, slo: SLOSpec | None = None,
-               pid: str | None = None) -> Trial:
-    """A Trial of ``spec``'s model/profile/kind with the given full engine config (grid or search point).
+def host_digest(spec: SweepSpec, clock: str) -> dict[str, Any] | None:
+    """The host model's numbers for virtual trials (part of their key), None for wall-clock trials."""
+    if clock != "virtual":
+        return None
+    from llm_emu.virtual.host import resolve_host
 
-    Args:
-        spec: the sweep (kind, model, profile; default workload and SLO).
-        index: display position.
-        engine_args: the full effective engine args.
-        grid_point: the varied part of ``engine_args`` (for labels).
-        workload: overrides ``spec.workload`` (e.g. other rates for a search trial).
-        slo: overrides ``spec.slo``.
-        pid: the profile's provenance id (``profile_id(spec.profile)``; computed once by callers).
-    """
-    workload = workload or spec.workload
-    slo = slo if slo is not None else spec.slo
-    key = {
-        "kind": spec.kind, "model": spec.model, "profile": pid, "engine_args": engine_args,
-        "workload": asdict(workload), "slo": asdict(slo) if slo else None,
-    }
-    return Trial(
-        hash=content_hash(key), index=index, kind=spec.kind, model=spec.model,
-        profile=spec.profile if spec.kind == "emulated" else None,
-        engine_args=tuple(sorted(engine_args.items())), grid_point=tuple(grid_point.items()),
-        workload=workload, slo=slo, profile_id=pid,
-    )
+    return asdict(resolve_host(spec.host_model))
+
+
+class TrialFactory:
+    """Turns a spec's proposals (TrialRequests) into keyed Trials and prunes them; file reads done once."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.spec = spec
+        self.rules = user_constraints(spec.constraints)
+        self.max_len = model_max_len(spec.model)
+        self.pid = profile_id(spec.profile) if spec.kind == "emulated" else None
+        self._hosts: dict[str, dict[str, Any] | None] = {}
+
+    def prune_reason(self, request: TrialRequest) -> str | None:
+        """Why the request's config is not run (built-in rules mirroring vLLM, then the spec's), or None."""
+        return prune_reason(request.engine_args, self.max_len, self.rules)
+
+    def trial(self, request: TrialRequest) -> Trial:
+        """The Trial a request stands for: the spec's model, profile, workload (at the request's rates), SLO."""
+        spec = self.spec
+        clock = request.clock or spec.clock
+        if clock not in self._hosts:
+            self._hosts[clock] = host_digest(spec, clock)
+        workload = replace(spec.workload, request_rates=tuple(float(r) for r in request.rates))
+        engine_args = dict(request.engine_args)
+        key = {
+            "kind": spec.kind, "model": spec.model, "profile": self.pid, "engine_args": engine_args,
+            "workload": asdict(workload), "slo": asdict(spec.slo) if spec.slo else None, "clock": clock,
+            "host": self._hosts[clock],
+        }
+        return Trial(
+            hash=content_hash(key), index=request.number, kind=spec.kind, model=spec.model,
+            profile=spec.profile if spec.kind == "emulated" else None,
+            engine_args=tuple(sorted(engine_args.items())), grid_point=tuple(request.overrides.items()),
+            workload=workload, slo=spec.slo, profile_id=self.pid, clock=clock,
+            host_model=spec.host_model if clock == "virtual" else None,
+        )
+
+
+def grid_source(spec: SweepSpec) -> GridSource:
+    """The spec's grid as a proposal source."""
+    return GridSource(spec.engine_args, spec.grid, spec.workload.request_rates)
 
 
 def expand(spec: SweepSpec) -> tuple[list[Trial], list[PrunedTrial]]:
     """All grid points of ``spec``: those to run (deduplicated by hash) and those pruned, with reasons."""
-    keys = list(spec.grid)
-    combos = itertools.product(*(spec.grid[k] for k in keys))
-    points = [dict(zip(keys, values, strict=True)) for values in combos]
-    rules = user_constraints(spec.constraints)
-    max_len = model_max_len(spec.model)
-    pid = profile_id(spec.profile) if spec.kind == "emulated" else None
+    factory = TrialFactory(spec)
     trials: list[Trial] = []
     pruned: list[PrunedTrial] = []
     seen: set[str] = set()
-    for i, point in enumerate(points):
-        reason = prune_reason({**spec.engine_args, **point}, max_len, rules)
+    for request in grid_source(spec).preview():
+        reason = factory.prune_reason(request)
         if reason:
-            pruned.append(PrunedTrial(i, tuple(point.items()), reason))
+            pruned.append(PrunedTrial(request.number, tuple(request.overrides.items()), reason))
             continue
-        trial = make_trial(spec, index=i, engine_args={**spec.engine_args, **point}, grid_point=point, pid=pid)
+        trial = factory.trial(request)
         if trial.hash not in seen:  # duplicate grid values would only run the same server twice
             seen.add(trial.hash)
             trials.append(trial)

@@ -1,24 +1,31 @@
-"""Optuna searches over vLLM engine args: decides WHAT to try; the orchestrator decides where it runs.
+"""What to try: proposal sources (the grid, Optuna studies) over vLLM engine args; never imports Ray.
 
-Public API: `run_search`, `run_study`, `Evaluator` / `TrialRequest` / `TrialOutcome`, `parse_search_spec`.
-Never imports Ray.
+The orchestrator decides where and how each proposal runs (see search.evaluator for the boundary).
+Public API: `GridSource`, `OptunaSource`, `drive`, `run_study` / `run_search`, `SearchTask`, `task_from_sweep`,
+`Evaluator` / `ProposalSource` / `TrialRequest` / `TrialOutcome`.
 """
 
 from __future__ import annotations
 
-from search.evaluator import Evaluator, TrialOutcome, TrialRequest, config_key
-from search.runner import SearchResult, SearchTask, run_search, run_study, task_from_sweep
-from search.spec import SearchSpec, parse_search_spec
+from search.evaluator import Evaluator, ProposalSource, TrialOutcome, TrialRequest, config_key, drive
+from search.grid import GridSource
+from search.runner import run_search, run_study
+from search.source import OptunaSource
+from search.spec import SearchSpec
+from search.task import SearchResult, SearchTask, task_from_sweep
 
 __all__ = [
     "Evaluator",
+    "GridSource",
+    "OptunaSource",
+    "ProposalSource",
     "SearchResult",
     "SearchSpec",
     "SearchTask",
     "TrialOutcome",
     "TrialRequest",
     "config_key",
-    "parse_search_spec",
+    "drive",
     "run_search",
     "run_study",
     "task_from_sweep",

@@ -15,11 +15,11 @@ from optuna.trial import FrozenTrial, TrialState
 from llm_emu.flags import render_flags
 from llm_emu.fsutil import atomic_write_parquet, atomic_write_text
 from search.objectives.base import MEASUREMENTS_ATTR
-from search.samplers import CONSTRAINTS_ATTR
 from search.storage import SKIPPED_ATTR
+from search.task import CONSTRAINTS_ATTR
 
 if TYPE_CHECKING:
-    from search.runner import SearchResult
+    from search.task import SearchResult
 
 ENGINE_PREFIX = "engine."
 """Column prefix of effective engine args, as in the orchestrator's result rows."""
@@ -126,22 +126,54 @@ def _plots(result: SearchResult, out: Path, log: Callable[[str], None]) -> dict[
     return files
 
 
-def write_report(result: SearchResult, log: Callable[[str], None] = print) -> dict[str, Path]:
-    """Write OUT/search_results.{parquet,csv}, PNG plots and OUT/search.md; print the best config(s)."""
+def write_report(result: SearchResult, log: Callable[[str], None] = print, *, report: bool = True) -> dict[str, Path]:
+    """Write OUT/search_results.{parquet,csv} and, with ``report``, PNG plots and OUT/search.md; print the best
+    config(s) (and the wall-clock re-check next to them)."""
     out = result.task.out_dir
     out.mkdir(parents=True, exist_ok=True)
     files = {"rows_parquet": out / "search_results.parquet", "rows_csv": out / "search_results.csv"}
     df = result_frame(result)
     atomic_write_parquet(files["rows_parquet"], df)
     atomic_write_text(files["rows_csv"], df.to_csv(index=False))
-    files.update(_plots(result, out, log))
     commands = [vllm_serve_command(result.task.model, t.user_attrs.get("engine_args", {})) for t in result.best]
-    files["markdown"] = out / "search.md"
-    atomic_write_text(files["markdown"], _markdown(result, commands, files))
+    if report:
+        files.update(_plots(result, out, log))
+        files["markdown"] = out / "search.md"
+        atomic_write_text(files["markdown"], _markdown(result, commands, files))
     for cmd in commands:
         log(f"search: best config -> {cmd}")
+    if result.verified:
+        log("search: wall-clock re-check of the best configs:\n" + verify_table(result))
     log(f"search: inspect with: optuna-dashboard {result.task.storage_url}")
     return files
+
+
+def _pct(a: float | None, b: float | None) -> str:
+    return "n/a" if a is None or b is None or not a else f"{100.0 * (b / a - 1):+.1f} %"
+
+
+def verify_table(result: SearchResult) -> str:
+    """Markdown table: each re-checked config's virtual-time and wall-clock numbers side by side."""
+    metric = result.task.search.metric
+    head = (f"| trial | rate | {metric} virtual | {metric} wall | diff | SLO attainment virtual | "
+            "SLO attainment wall | overrides |\n" + "|---" * 8 + "|\n")
+    trials = {t.number: t for t in result.study.get_trials(deepcopy=False)}
+    lines = []
+    for number, walls in sorted(result.verified.items()):
+        measured = {float(m["rate"]): m for m in trials[number].user_attrs.get(MEASUREMENTS_ATTR, [])}
+        over = json.dumps(trials[number].user_attrs.get("overrides", {}), sort_keys=True)
+        for rate, wall in sorted(walls.items()):
+            virt = measured.get(rate, {})
+            v, w = virt.get(metric), wall.get(metric)
+            lines.append(f"| {number} | {rate:g} | {_num(v)} | {_num(w)} | {_pct(v, w)} | "
+                         f"{_num(virt.get('slo_attainment'))} | {_num(wall.get('slo_attainment'))} | `{over}` |")
+        if not walls:
+            lines.append(f"| {number} | - | - | - | - | - | - | `{over}` (wall-clock run failed) |")
+    return head + "\n".join(lines) + "\n"
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{float(v):.4g}"
 
 
 def _markdown(result: SearchResult, commands: list[str], files: dict[str, Path]) -> str:
@@ -150,12 +182,16 @@ def _markdown(result: SearchResult, commands: list[str], files: dict[str, Path])
     base_line = f"values {list(base.values)}" if base and base.values else "not available"
     imgs = "".join(f"![{k}]({p.name})\n" for k, p in files.items() if p.suffix == ".png")
     cmds = "\n".join(commands) or "# no feasible configuration found"
+    verify = ""
+    if result.verified:
+        verify = ("## Wall-clock re-check\n\nThe best configs of this virtual-time search, run again in wall-clock "
+                  f"time:\n\n{verify_table(result)}\n")
     return (
         f"# Search `{result.task.study_name}`\n\n"
-        f"objective: **{spec.objective}**, sampler: {spec.sampler}, "
+        f"objective: **{spec.objective}**, sampler: {spec.sampler_name}, clock: {result.task.clock}, "
         f"trials finished: {len(result.study.trials)} (n_trials={spec.n_trials})\n\n"
         f"Baseline (vLLM defaults for the searched args): {base_line}\n\n"
         f"## {title}\n\n{_trial_table(result)}\n"
-        f"```sh\n{cmds}\n```\n\n{imgs}\n"
+        f"```sh\n{cmds}\n```\n\n{verify}{imgs}\n"
         f"Dashboard: `optuna-dashboard {result.task.storage_url}`\n"
     )

@@ -11,13 +11,6 @@ from optuna.trial import FrozenTrial
 from search.space import grid_space
 from search.spec import SearchSpec
 
-CONSTRAINTS_ATTR = "constraints"
-"""User attr mirroring a trial's constraint values (> 0 = violated), for result rows and resumed studies.
-
-The samplers themselves read Optuna 5's per-trial constraints (`Trial.set_constraint`, which replaced the
-deprecated `constraints_func`): TPE, GP and NSGA-II all honour them, and `study.best_trials` filters on them.
-"""
-
 
 class AskTellGridSampler(optuna.samplers.GridSampler):
     """GridSampler whose exhaustion is checked by the controller (`is_exhausted`).
@@ -73,5 +66,5 @@ SAMPLER_REGISTRY: dict[str, Callable[[SearchSpec], optuna.samplers.BaseSampler]]
 
 
 def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
-    """Build the spec's sampler (constraints reach it through the trials, see CONSTRAINTS_ATTR)."""
-    return SAMPLER_REGISTRY[spec.sampler](spec)
+    """Build the spec's sampler (constraints reach it through the trials: ``Trial.set_constraint``)."""
+    return SAMPLER_REGISTRY[spec.sampler_name](spec)

@@ -94,22 +94,25 @@ class Heartbeat:
         self._thread.join()
 
 
-def _fail_unbeaten(study: optuna.Study, storage: RDBStorage, grace_s: float) -> None:
-    """Fail RUNNING trials that never got a heartbeat (killed between ask and the first beat).
+def trial_id(storage: RDBStorage, study: optuna.Study, number: int) -> int:
+    """The storage's id of trial ``number`` of ``study`` (public storage API; Optuna's ``_trial_id`` is private)."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
 
-    Optuna's stale check skips trials without a heartbeat row, so they would stay RUNNING forever.
+
+def _beat_old_running(study: optuna.Study, storage: RDBStorage, grace_s: float, beaten: set[int]) -> None:
+    """Give each RUNNING trial older than the grace period one heartbeat (once; ``beaten`` remembers).
+
+    Optuna's stale check skips trials that never beat (a controller killed between ``ask`` and its first beat),
+    so they would stay RUNNING forever. One beat makes a dead one stale after the grace period; a live
+    controller's trial beats anyway, so the extra beat changes nothing for it.
     """
-    from optuna.storages._rdb import models
-
-    callback = storage.heartbeat_stale_trial_callback
-    with storage.scoped_session() as session:
-        beaten = {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id).all()}
     now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        too_old = t.datetime_start is not None and (now - t.datetime_start).total_seconds() > grace_s
-        if t._trial_id not in beaten and too_old:
-            if study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL) and callback:
-                callback(study, study._storage.get_trial(t._trial_id))
+        old = t.datetime_start is not None and (now - t.datetime_start).total_seconds() > grace_s
+        if old and t.number not in beaten:
+            beaten.add(t.number)
+            storage.record_heartbeat(trial_id(storage, study, t.number))
 
 
 def recover_stale(
@@ -120,12 +123,14 @@ def recover_stale(
     A trial whose last heartbeat is younger than the grace period may belong to a live controller, so we
     wait up to one grace period for it to go stale; trials still beating after that are left alone.
     """
-    deadline = time.monotonic() + spec.grace_period_s + 2 * spec.heartbeat_interval_s
-    announced = False
+    deadline = time.monotonic() + 2 * spec.grace_period_s + 2 * spec.heartbeat_interval_s
+    announced, beaten = False, set[int]()
+    with quiet():
+        optuna.storages.fail_stale_trials(study)
     while True:
+        _beat_old_running(study, storage, spec.grace_period_s, beaten)
         with quiet():
             optuna.storages.fail_stale_trials(study)
-        _fail_unbeaten(study, storage, spec.grace_period_s)
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if not running or time.monotonic() > deadline:
             return
@@ -138,11 +143,17 @@ def recover_stale(
         time.sleep(min(1.0, spec.heartbeat_interval_s))
 
 
+RETRY_OF_ATTR = "retry_of"
+"""User attr of a trial enqueued again by ``--retry-failed``: the number of the failed trial it repeats."""
+
+
 def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
-    """Numbers of FAIL trials that have a retry (so they must not count)."""
+    """Numbers of FAIL trials that have a retry (so they must not count): after a dead controller, or
+    ``--retry-failed``."""
     # retry_history, not retried_trial_number: a retry of a retry keeps the *first* failed number.
     with quiet():
-        return {n for t in trials for n in (RetryHeartbeatStaleTrialCallback.retry_history(t) or [])}
+        stale = {n for t in trials for n in (RetryHeartbeatStaleTrialCallback.retry_history(t) or [])}
+    return stale | {int(t.user_attrs[RETRY_OF_ATTR]) for t in trials if RETRY_OF_ATTR in t.user_attrs}
 
 
 def counted_trials(study: optuna.Study) -> list[FrozenTrial]:

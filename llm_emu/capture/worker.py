@@ -39,7 +39,7 @@ from llm_emu.capture.recorder import (
 from llm_emu.engine.batch import BatchTracker, RequestState, StepBatch, step_features
 from llm_emu.fsutil import atomic_write_json
 
-# vLLM only configures handlers for loggers under "vllm." (VLLM_PLUGIN_NOTES trap 8).
+# vLLM attaches its log handlers to the "vllm" logger tree only; a logger outside it would print nothing.
 logger = logging.getLogger("vllm.llm_emu.capture")
 
 

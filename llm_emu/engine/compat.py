@@ -329,3 +329,42 @@ def request_func_output() -> Any:
     from vllm.benchmarks.lib.endpoint_request_func import RequestFuncOutput
 
     return RequestFuncOutput()
+
+
+# ---- spec checks before anything starts: engine-arg names and values as vLLM's own server parser reads them ---
+def engine_arg_names() -> frozenset[str]:
+    """vLLM's engine argument names (``EngineArgs`` fields, underscores)."""
+    import dataclasses
+
+    from vllm.engine.arg_utils import EngineArgs
+
+    return frozenset(f.name for f in dataclasses.fields(EngineArgs))
+
+
+class _ParseError(Exception):
+    """What vLLM's server parser would print before exiting."""
+
+
+def serve_flags_checker() -> Any:
+    """A function ``flags -> None | message``: parses `vllm serve` flags with vLLM's own server parser.
+
+    The message is vLLM's own argparse complaint (e.g. ``argument --max-num-seqs: invalid int value: 'abc'``);
+    nothing is printed and nothing exits.
+    """
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    class RaisingParser(FlexibleArgumentParser):  # type: ignore[misc]
+        def error(self, message: str) -> Any:  # argparse's hook: raise instead of print + exit(2)
+            raise _ParseError(message)
+
+    parser = make_arg_parser(RaisingParser(prog="vllm serve", allow_abbrev=False))
+
+    def check(flags: list[str]) -> str | None:
+        try:
+            parser.parse_args(flags)
+        except _ParseError as exc:
+            return str(exc)
+        return None
+
+    return check

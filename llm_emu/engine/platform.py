@@ -8,7 +8,6 @@ from vllm.platforms.cpu import CpuPlatform
 
 from llm_emu.engine import compat
 
-EXECUTOR_QUALNAME = "llm_emu.engine.executor.EmuExecutor"
 WORKER_QUALNAME = "llm_emu.engine.worker.EmuWorker"
 
 

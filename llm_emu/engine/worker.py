@@ -27,12 +27,16 @@ from llm_emu.engine.tokens import OutputLengthModel, logprob_rows, token_pool, t
 from llm_emu.oracle import create_oracle
 from llm_emu.profile.features import StepFeatures
 
-# vLLM only configures handlers for loggers under "vllm." (VLLM_PLUGIN_NOTES trap 8).
+# vLLM attaches its log handlers to the "vllm" logger tree only; a logger outside it would print nothing.
 logger = logging.getLogger("vllm.llm_emu.worker")
 
 
 class _TimedOutput(AsyncModelRunnerOutput):
-    """The step's output, released when the emulated device finishes it (trap 5: sleep here, not in execute)."""
+    """The step's output, released when the emulated device finishes it.
+
+    The wait is here, in ``get_output``, not in ``execute_model``: with async scheduling vLLM launches a step and
+    schedules the next one while waiting for this output, so the emulated device overlaps host work as a GPU does.
+    """
 
     def __init__(self, output: ModelRunnerOutput, booking: Booking, worker: EmuWorker,
                  record: dict[str, Any] | None):

@@ -7,6 +7,7 @@ imported only when built.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from llm_emu.errors import EmuError
 from llm_emu.measure.base import BenchRun, MeasureLoop, Measurement, MeasureSession, MeasureTarget, OnResult, Pinning
@@ -36,12 +37,13 @@ def available_loops() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def measure_loop(name: str = DEFAULT_LOOP) -> MeasureLoop:
-    """A new instance of the loop registered under ``name`` (default arguments)."""
+def measure_loop(name: str = DEFAULT_LOOP, **options: Any) -> MeasureLoop:
+    """A new instance of the loop registered under ``name``, built with ``options`` (e.g. ``host=`` for
+    "virtual")."""
     if name not in _REGISTRY:
         raise EmuError(f"unknown measure loop {name!r}; valid loops are {available_loops()}")
     module, _, cls = _REGISTRY[name].partition(":")
-    loop: MeasureLoop = getattr(importlib.import_module(module), cls)()
+    loop: MeasureLoop = getattr(importlib.import_module(module), cls)(**options)
     return loop
 
 

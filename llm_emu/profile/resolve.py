@@ -30,7 +30,8 @@ GPU_EVIDENCE: dict[str, str] = {
     "b200_sxm": "aiconfigurator data only, no public run checked",
 }
 
-#: What vLLM 0.32 resolves on a CUDA device when the user passes no flags (see VLLM_PLUGIN_NOTES.md).
+#: What vLLM 0.32 resolves on a CUDA device when the user passes no flags (its defaults for a GPU, which differ
+#: from those it picks on the CPU platform: see EngineSettings).
 CUDA_DEFAULTS = EngineSettings()
 
 

@@ -37,10 +37,15 @@ class VirtualCell:
     """Reset the prefix cache before this run (not before the first)."""
 
 
+def runner_env_vars() -> dict[str, str]:
+    """What a process needs on top of its environment to run the engine in virtual time itself: the emulator's
+    vLLM platform, the EngineCore in-process, offline (a runner process, or a sweep's virtual-time Ray actor)."""
+    return {GATE_ENV: "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
+
+
 def runner_env() -> dict[str, str]:
-    """Environment of a runner process: the emulator's vLLM platform, in-process engine, offline."""
-    return {**os.environ, GATE_ENV: "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "HF_HUB_OFFLINE": "1",
-            "VLLM_NO_USAGE_STATS": "1"}
+    """Environment of a runner process: this one's plus ``runner_env_vars()``."""
+    return {**os.environ, **runner_env_vars()}
 
 
 def run_virtual_cells(model: str, profile: str, vllm_args: Sequence[str], cells: Sequence[VirtualCell], *,

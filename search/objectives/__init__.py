@@ -17,6 +17,6 @@ OBJECTIVE_REGISTRY: dict[str, type[Objective]] = {
 __all__ = ["OBJECTIVE_REGISTRY", "Objective", "PendingTrial", "TrialResult", "make_objective"]
 
 
-def make_objective(spec: SearchSpec) -> Objective:
-    """The objective named by `spec.objective` (validated by the spec parser)."""
-    return OBJECTIVE_REGISTRY[spec.objective](spec)
+def make_objective(spec: SearchSpec, target: float | None) -> Objective:
+    """The objective named by ``spec.objective`` (validated at load), with the SLO attainment target."""
+    return OBJECTIVE_REGISTRY[spec.objective](spec, target)

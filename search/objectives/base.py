@@ -1,21 +1,20 @@
-"""The objective contract: measure a batch of asked trials through an Evaluator, return their results."""
+"""The objective contract: which rates a config still needs measured, and its Optuna values once it has them."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import TrialState
 
-from search.evaluator import Evaluator, TrialRequest
-from search.slo import slo_attainment, summary
+from search.evaluator import TrialOutcome
 from search.spec import SearchSpec
 
 MEASUREMENTS_ATTR = "measurements"
-"""User attr: list of per-rate metric summaries ({"rate": r, vLLM scalar keys..., "slo_attainment": a})."""
+"""User attr: list of per-rate result rows ({"rate": r, vLLM scalar keys..., "slo_attainment": a, ...})."""
 
 
 @dataclass
@@ -26,8 +25,23 @@ class PendingTrial:
     overrides: dict[str, Any]
     engine_args: dict[str, Any]
     measurements: dict[float, dict[str, Any]] = field(default_factory=dict)
-    """Rate -> metric summary already taken for this config (inherited by a retried trial)."""
+    """Rate -> result row already taken for this config (inherited by a retried trial)."""
     error: str | None = None
+    """Why its evaluation failed (after the orchestrator's retries)."""
+    pruned: str | None = None
+    """Why it was not run (vLLM would refuse it, or a spec constraint excludes it)."""
+
+    def record(self, outcome: TrialOutcome) -> None:
+        """Take an outcome's rows (or its error / pruning reason); rows are stored on the trial at once."""
+        if outcome.status == "pruned":
+            self.pruned = outcome.error or "pruned"
+        elif not outcome.ok:
+            self.error = outcome.error or "evaluator reported failure without a reason"
+        else:
+            for rate, row in outcome.metrics.items():
+                self.measurements[float(rate)] = dict(row)
+            rows = [{"rate": r, **m} for r, m in sorted(self.measurements.items())]
+            self.trial.set_user_attr(MEASUREMENTS_ATTR, rows)
 
 
 @dataclass(frozen=True)
@@ -43,78 +57,65 @@ class TrialResult:
 
 
 class Objective(ABC):
-    """Turns measurements into Optuna values.
+    """Turns a config's measurements into Optuna values.
 
-    Contract: `run` returns one TrialResult per pending trial, in order; a trial whose evaluation failed
-    gets TrialState.FAIL; it records every measurement on the trial (user attr `measurements`) as soon as
-    it arrives, so a killed controller loses nothing that was measured.
+    Contract: ``next_rates`` names the rates still to measure for a trial (``()`` when it has what it needs);
+    ``result`` is called once ``next_rates`` returns ``()`` or the trial failed or was pruned, and turns it into
+    a TrialResult. SLO attainment is never computed here: it is the trial's ``slo_attainment`` (llm_emu.slo),
+    compared with ``target``, the spec's ``slo.attainment``.
     """
 
     metric_names: tuple[str, ...] = ()
 
-    def __init__(self, spec: SearchSpec) -> None:
+    def __init__(self, spec: SearchSpec, target: float | None) -> None:
         self.spec = spec
+        self.target = target
+        """The SLO attainment target (None without an SLO)."""
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Literal["maximize", "minimize"]]:
+        """Optuna study directions."""
         return self.spec.directions
 
     @abstractmethod
-    def run(self, batch: list[PendingTrial], evaluator: Evaluator) -> list[TrialResult]:
-        """Measure `batch` through `evaluator` and return one result per trial."""
+    def next_rates(self, p: PendingTrial) -> tuple[float, ...]:
+        """Rates to measure next for this config, together on one server; () when done."""
 
-    def measure(self, items: list[tuple[PendingTrial, tuple[float, ...]]], evaluator: Evaluator) -> None:
-        """Evaluate each (trial, rates) in one evaluator batch, recording metrics or the error."""
-        goodput = self.spec.slo.goodput() if self.spec.slo else {}
-        requests = [
-            TrialRequest(
-                engine_args=p.engine_args,
-                rates=rates,
-                overrides=p.overrides,
-                goodput=goodput,
-                trial_number=p.trial.number,
-            )
-            for p, rates in items
-        ]
-        outcomes = evaluator.evaluate(requests)
-        for (pending, rates), outcome in zip(items, outcomes, strict=True):
-            if not outcome.ok:
-                pending.error = outcome.error or "evaluator reported failure without a reason"
-                continue
-            for rate in rates:
-                metrics = outcome.metrics[rate]
-                row = summary(metrics)
-                if self.spec.slo is not None:
-                    row["slo_attainment"] = slo_attainment(metrics, self.spec.slo)
-                pending.measurements[rate] = row
-            pending.trial.set_user_attr(
-                MEASUREMENTS_ATTR, [{"rate": r, **m} for r, m in sorted(pending.measurements.items())]
-            )
+    @abstractmethod
+    def _scored(self, p: PendingTrial) -> TrialResult:
+        """The result of a trial with all its measurements."""
 
-    def failed(self, pending: PendingTrial) -> TrialResult:
-        return TrialResult(TrialState.FAIL, attrs={"error": pending.error})
+    def result(self, p: PendingTrial) -> TrialResult:
+        """FAIL (with the error), PRUNED (with the reason) or the scored result."""
+        if p.pruned is not None:
+            return TrialResult(TrialState.PRUNED, attrs={"infeasible": [p.pruned]})
+        if p.error is not None:
+            return TrialResult(TrialState.FAIL, attrs={"error": p.error})
+        return self._scored(p)
+
+    def violation(self, row: Mapping[str, Any]) -> float:
+        """SLO constraint value of one measured rate (> 0 = violated): target - the trial's attainment."""
+        assert self.target is not None
+        return self.target - float(row["slo_attainment"])
 
 
 def throughput_value(metrics: Mapping[str, Any], metric: str) -> float:
-    """The throughput metric; request_goodput falls back to throughput x attainment when vLLM lacks it."""
-    if metric in metrics and metrics[metric] is not None:
-        return float(metrics[metric])
-    if metric == "request_goodput" and "slo_attainment" in metrics:
-        return float(metrics["request_throughput"]) * float(metrics["slo_attainment"])
-    raise KeyError(f"metric {metric!r} missing from the benchmark result (keys: {sorted(metrics)[:12]} ...)")
+    """The throughput metric of a result row."""
+    value = metrics.get(metric)
+    if value is None:
+        raise KeyError(f"metric {metric!r} missing from the trial's result (keys: {sorted(metrics)[:12]} ...)")
+    return float(value)
 
 
 class FixedRateObjective(Objective):
     """An objective measured once per config at the spec's single ``rate``; subclasses score the result."""
 
-    def run(self, batch: list[PendingTrial], evaluator: Evaluator) -> list[TrialResult]:
-        rate = float(self.spec.rate)  # type: ignore[arg-type]
-        todo = [(p, (rate,)) for p in batch if rate not in p.measurements]
-        if todo:
-            self.measure(todo, evaluator)
-        return [self._result(p, rate) for p in batch]
+    @property
+    def rate(self) -> float:
+        """The spec's rate (checked at load)."""
+        assert self.spec.rate is not None
+        return float(self.spec.rate)
 
-    @abstractmethod
-    def _result(self, p: PendingTrial, rate: float) -> TrialResult:
-        """Score one measured (or failed) config."""
-
+    def next_rates(self, p: PendingTrial) -> tuple[float, ...]:
+        """The spec's rate until it is measured."""
+        return () if self.rate in p.measurements else (self.rate,)

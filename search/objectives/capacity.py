@@ -1,8 +1,8 @@
 """capacity: per config, the highest request rate whose SLO attainment meets the target.
 
 Bisection on the rate axis between the spec's bounds, assuming attainment falls as the rate rises. All
-configs of a batch bisect in lockstep: each round is one evaluator batch with one (or, in the first round,
-two: low and high) rates per unfinished config. Measurements already taken for the config (e.g. by a
+configs of a batch bisect in lockstep: each round is one batch with one (or, in the first round, two: low
+and high) rates per unfinished config. Measurements already taken for the config (e.g. by a
 trial that was retried after its controller died) are reused, never re-run.
 """
 
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from optuna.trial import TrialState
 
-from search.evaluator import Evaluator
 from search.objectives.base import Objective, PendingTrial, TrialResult
 from search.spec import CapacitySpec
 
@@ -60,33 +59,27 @@ class Capacity(Objective):
 
     metric_names = ("capacity_req_s",)
 
-    def run(self, batch: list[PendingTrial], evaluator: Evaluator) -> list[TrialResult]:
-        assert self.spec.capacity is not None and self.spec.slo is not None
-        while True:
-            todo = [
-                (p, rates)
-                for p in batch
-                if p.error is None
-                and (rates := next_rates(self._attainment(p), self.spec.slo.attainment, self.spec.capacity))
-            ]
-            if not todo:
-                break
-            self.measure(todo, evaluator)
-        return [self._result(p) for p in batch]
+    @property
+    def bounds(self) -> CapacitySpec:
+        """The bisection bounds (checked at load)."""
+        assert self.spec.capacity is not None
+        return self.spec.capacity
 
     @staticmethod
     def _attainment(p: PendingTrial) -> dict[float, float]:
         return {r: float(m["slo_attainment"]) for r, m in p.measurements.items()}
 
-    def _result(self, p: PendingTrial) -> TrialResult:
-        if p.error is not None:
-            return self.failed(p)
-        assert self.spec.capacity is not None and self.spec.slo is not None
+    def next_rates(self, p: PendingTrial) -> tuple[float, ...]:
+        """The bisection's next rates for this config (both bounds first)."""
+        assert self.target is not None
+        return next_rates(self._attainment(p), self.target, self.bounds)
+
+    def _scored(self, p: PendingTrial) -> TrialResult:
+        assert self.target is not None
         att = self._attainment(p)
-        b = bracket(att, self.spec.slo.attainment)
-        value = capacity_of(att, self.spec.slo.attainment, self.spec.capacity)
+        b = bracket(att, self.target)
         return TrialResult(
             TrialState.COMPLETE,
-            values=(value,),
+            values=(capacity_of(att, self.target, self.bounds),),
             attrs={"capacity_bracket": [b.passing, b.failing], "rates_measured": len(att)},
         )

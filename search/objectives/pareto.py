@@ -14,12 +14,8 @@ class Pareto(FixedRateObjective):
     def metric_names(self) -> tuple[str, ...]:  # type: ignore[override]
         return (self.spec.metric, self.spec.latency_metric)
 
-    def _result(self, p: PendingTrial, rate: float) -> TrialResult:
-        if p.error is not None:
-            return self.failed(p)
-        m = p.measurements[rate]
+    def _scored(self, p: PendingTrial) -> TrialResult:
+        m = p.measurements[self.rate]
         values = (throughput_value(m, self.spec.metric), float(m[self.spec.latency_metric]))
-        constraints = None
-        if self.spec.slo is not None:
-            constraints = (self.spec.slo.attainment - float(m["slo_attainment"]),)
+        constraints = (self.violation(m),) if self.target is not None else None
         return TrialResult(TrialState.COMPLETE, values=values, constraints=constraints)

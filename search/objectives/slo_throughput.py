@@ -14,12 +14,7 @@ class SloThroughput(FixedRateObjective):
     def metric_names(self) -> tuple[str, ...]:  # type: ignore[override]
         return (self.spec.metric,)
 
-    def _result(self, p: PendingTrial, rate: float) -> TrialResult:
-        if p.error is not None:
-            return self.failed(p)
-        m = p.measurements[rate]
-        assert self.spec.slo is not None
-        violation = self.spec.slo.attainment - float(m["slo_attainment"])
-        return TrialResult(
-            TrialState.COMPLETE, values=(throughput_value(m, self.spec.metric),), constraints=(violation,)
-        )
+    def _scored(self, p: PendingTrial) -> TrialResult:
+        m = p.measurements[self.rate]
+        return TrialResult(TrialState.COMPLETE, values=(throughput_value(m, self.spec.metric),),
+                           constraints=(self.violation(m),))

@@ -57,9 +57,27 @@ def test_client_gets_the_servers_tokenizer_mode(mistral_server: ServerProcess, t
                       result_dir=tmp_path)
 
 
+class _Running:
+    """A measure-loop server handle for a server that is already up (entering and leaving change nothing)."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.base_url, self.served_model, self.startup_s = server.base_url, server.served_model, 0.0
+
+    def reset_prefix_cache(self) -> None:
+        self.server.reset_prefix_cache()
+
+    def __enter__(self) -> _Running:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 def test_sweep_trial_engine_args_reach_the_client(mistral_server: ServerProcess, tmp_path: Path) -> None:
     """A sweep trial with ``tokenizer_mode: mistral`` in its engine args benchmarks through the same path."""
-    from orchestrator.runner import TrialContext, run_rate
+    from llm_emu.measure.process import ServerLoop
+    from orchestrator.runner import ServerRunner, TrialContext
     from orchestrator.trials import expand
     from tests.orchestrator.sweep_factories import make_spec
 
@@ -69,6 +87,6 @@ def test_sweep_trial_engine_args_reach_the_client(mistral_server: ServerProcess,
                                "random_input_len": 32, "random_output_len": 8, "ignore_eos": True})
     trials, _ = expand(spec)
     assert len(trials) == 1 and "--tokenizer-mode" in trials[0].vllm_flags()
-    rate = run_rate(trials[0], TrialContext(out_dir=str(tmp_path), attempt=0), mistral_server.base_url,
-                    mistral_server.served_model, float("inf"))
+    runner = ServerRunner(loop=ServerLoop(server_factory=lambda _spec: _Running(mistral_server)))
+    (rate,) = runner(trials[0], TrialContext(out_dir=str(tmp_path), attempt=0))
     assert rate.metrics["completed"] == 6

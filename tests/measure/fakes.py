@@ -55,8 +55,9 @@ class FakeServer:
 def fake_result(workload: Workload) -> dict[str, Any]:
     """A vLLM-shaped result whose numbers depend on the workload (so mix-ups show)."""
     n = workload.num_prompts
-    return {"completed": n, "request_throughput": min(workload.request_rate, 10.0), "mean_ttft_ms": 20.0,
-            "request_goodput": 0.5 * min(workload.request_rate, 10.0), "ttfts": [0.02] * n}
+    throughput = min(workload.request_rate, 10.0)
+    return {"completed": n, "duration": n / throughput, "request_throughput": throughput, "mean_ttft_ms": 20.0,
+            "request_goodput": 0.5 * throughput, "ttfts": [0.02] * n}
 
 
 def fake_loop(events: Events) -> ServerLoop:

@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from sweep_factories import make_spec, sweep_args, write_spec
+from sweep_factories import make_spec
 
 from orchestrator.actors import NAMESPACE, ActorResources, actor_name
-from orchestrator.cli import run_sweep
 from orchestrator.controller import Controller, ControllerOptions, ResourceError
 from orchestrator.results import ResultStore
 from orchestrator.testing import FakeRunner
@@ -119,21 +118,25 @@ def test_oversized_trial_fails_fast(tmp_path, ray_local):
         Controller(FakeRunner(), ResultStore(tmp_path), options).run(expand(make_spec(tmp_path))[0])
 
 
-def test_sweep_resume_and_dry_run(tmp_path, ray_local, capsys):
-    spec_path = write_spec(tmp_path)
-    out = tmp_path / "out"
-    args = sweep_args(str(spec_path), "-o", str(out), "--no-progress", "--no-report")
-    from orchestrator.spec import load_spec
-
-    spec = load_spec(spec_path)
-    assert run_sweep(spec, args, FakeRunner()) == 0
-    first = ResultStore(out).load()
+def test_reused_actor_runs_the_next_trial_in_the_same_process(tmp_path, ray_local):
+    """reuse_actors (virtual time): one actor process serves trial after trial; a failed attempt's actor is
+    not reused, and every attempt's error is kept."""
     markers = tmp_path / "m"
-    assert run_sweep(spec, args, FakeRunner(marker_dir=str(markers))) == 0
-    assert not markers.exists()  # nothing re-run
-    assert ResultStore(out).load().equals(first)
-    capsys.readouterr()
-    assert run_sweep(spec, sweep_args(str(spec_path), "-o", str(out), "--dry-run"), FakeRunner()) == 0
-    text = capsys.readouterr().out
-    assert text.count("[done]") == 3 and text.count("[skip]") == 1 and "estimated wall time" in text
-    assert Path(out / "sweep.json").is_file()
+    trials, _ = expand(make_spec(tmp_path))
+    runner = FakeRunner(marker_dir=str(markers), always_fail=(trials[0].hash,))
+    options = ControllerOptions(out_dir=str(tmp_path / "out"), resources=ActorResources(num_cpus=1), retries=1,
+                                poll_s=0.1, max_parallel=1, reuse_actors=True)
+    with Controller(runner, ResultStore(tmp_path / "out"), options) as controller:
+        results = controller.run(trials)
+    pids = {p.name: p.read_text() for p in markers.iterdir()}
+    ok_pids = {pids[f"{t.hash}.0.started"] for t in trials[1:]}
+    assert len(ok_pids) == 1  # the successful trials shared one actor
+    assert pids[f"{trials[0].hash}.0.started"] != pids[f"{trials[0].hash}.1.started"]  # failed: fresh actor
+    failed = next(r for r in results if r.trial_hash == trials[0].hash)
+    assert [e.split(":")[0] for e in failed.attempt_errors] == ["attempt 1", "attempt 2"]
+
+
+def test_errors_of_retried_attempts_are_kept(tmp_path, ray_local):
+    _, _, results = _run(tmp_path, FakeRunner(fail_first=1))
+    assert all(r.status == "ok" and r.attempts == 2 and len(r.attempt_errors) == 1 for r in results)
+    assert "fake failure of attempt 0" in results[0].attempt_errors[0]

@@ -54,7 +54,7 @@ def test_summary_without_slo_ranks_by_throughput(tmp_path):
 def test_plan_text_and_estimate(tmp_path):
     spec = make_spec(tmp_path)
     trials, pruned = expand(spec)
-    text = plan_text(spec, trials, pruned, {trials[0].hash}, parallel=2, trial_s=100)
+    text = plan_text(spec, ["grid: 4 points"], trials, pruned, {trials[0].hash}, parallel=2, trial_s=100)
     assert text.count("[done]") == 1 and text.count("[run ]") == 2 and "[skip]" in text
     assert "estimated wall time 1m 40s" in text
     assert estimate_total_s(5, 60, 2) == 180 and fmt_duration(3725) == "1h 02m"

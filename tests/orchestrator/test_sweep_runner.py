@@ -6,8 +6,8 @@ import math
 
 from sweep_factories import make_spec
 
+from llm_emu.slo import slo_attainment
 from orchestrator.runner import ServerRunner, TrialContext
-from orchestrator.slo import attainment
 from orchestrator.trials import expand
 from tests.measure.fakes import Events, fake_loop, fake_result
 
@@ -21,7 +21,7 @@ def test_trial_runs_every_rate_in_one_server(tmp_path):
     assert events.log == ["start", "bench 2", "reset", "bench 20", "reset", "bench inf", "stop"]
     assert [r.request_rate for r in rates] == [2.0, 20.0, math.inf]
     assert rates[1].metrics["request_throughput"] == 10.0 and "ttfts" not in rates[1].metrics
-    expected = attainment(fake_result(events.bench_calls[1]["workload"]), trial.slo, 7)
+    expected = slo_attainment(fake_result(events.bench_calls[1]["workload"]), trial.slo, 7)
     assert rates[1].slo_attainment == expected and expected is not None
     call = events.bench_calls[2]
     assert call["result_dir"] == ctx.raw_dir(trial, math.inf) and call["goodput"] == trial.slo.goodput()

@@ -91,14 +91,14 @@ def test_trials_spread_over_two_nodes(tmp_path, two_node_cluster):
 
 DRIVER = """
 import sys
-from orchestrator.cli import run_sweep
+from orchestrator.pipeline import SweepOptions, run_sweep
 from orchestrator.spec import load_spec
 from orchestrator.testing import FakeRunner
 sys.path.insert(0, {tests!r})
 from sweep_factories import sweep_args
 spec = load_spec({spec!r})
 args = sweep_args({spec!r}, "-o", {out!r}, "--no-progress", "--no-report", "--num-cpus", "2")
-sys.exit(run_sweep(spec, args, FakeRunner(seconds_per_rate=1.0, marker_dir={markers!r})))
+sys.exit(run_sweep(spec, SweepOptions.from_args(args), FakeRunner(seconds_per_rate=1.0, marker_dir={markers!r})))
 """
 
 
@@ -169,6 +169,46 @@ def test_llm_emu_sweep_end_to_end(tmp_path):
     assert df["slo_attainment"].between(0, 1).all()
     assert (out / "report.md").is_file() and (out / "latency_vs_throughput.png").is_file()
     assert "best configs meeting the SLOs" in proc.stdout
+
+
+VIRTUAL = """\
+name: tiny_virtual
+model: llama-3.1-8b
+profile: "formula:base_us=8000,prefill_token_us=5,decode_req_us=20"
+clock: virtual
+host_model: none
+engine_args: {max_model_len: 4096}
+grid:
+  max_num_seqs: [8, 64]
+workload: {dataset: random, num_prompts: 40, request_rates: [20, inf], random_input_len: 128,
+           random_output_len: 16}
+slo: {ttft_ms: 200, tpot_ms: 100, attainment: 0.9}
+resources: {cpus_per_trial: 0.5, memory_gb_per_trial: 1, num_cpus: 2, max_parallel: 1, trial_timeout_s: 300}
+retries: 0
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.ci_e2e
+@pytest.mark.timeout(400)
+def test_llm_emu_sweep_in_virtual_time_through_ray(tmp_path):
+    """`llm-emu sweep` with clock: virtual: vLLM's engine in the Ray actor (no server, no runner process), one
+    actor reused for both trials, deterministic results labelled with their clock (~1 min on 2 cores)."""
+    spec = write_spec(tmp_path, VIRTUAL)
+    runs = []
+    for out in (tmp_path / "a", tmp_path / "b"):
+        proc = subprocess.run([PY, "-m", "llm_emu.cli", "sweep", str(spec), "-o", str(out), "--no-progress",
+                               "--no-report"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=380)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(pd.read_parquet(out / "results.parquet"))
+    df = runs[0]
+    assert list(df["status"]) == ["ok"] * 4 and set(df["clock"]) == {"virtual"} and set(df["host_model"]) == {"none"}
+    assert (df["completed"] == 40).all() and df["slo_attainment"].between(0, 1).all()
+    assert df["node"].nunique() == 1 and not list((tmp_path / "a" / "logs").glob("*"))  # in-process: no runner log
+    seats = df[df["request_rate"] == float("inf")].set_index("config")["mean_ttft_ms"]
+    assert seats["max_num_seqs=8"] > seats["max_num_seqs=64"]  # 8 seats queue a burst of 40 requests
+    cols = ["trial_hash", "request_rate", "mean_ttft_ms", "p99_tpot_ms", "request_goodput", "slo_attainment"]
+    pd.testing.assert_frame_equal(runs[0][cols], runs[1][cols])  # deterministic
 
 
 @pytest.mark.slow

@@ -43,6 +43,13 @@ def test_valid_spec_defaults_and_types(tmp_path):
     (GOOD + "workload: {}\n", "spec.yaml:8: duplicate key 'workload'"),
     (GOOD + "kind: gpu\n", "kind: expected one of 'emulated', 'real'; got 'gpu'"),
     (GOOD + "constraints: [{rule: 'max_num_seqs >> 3'}]\n", "constraints[0].rule: cannot parse rule"),
+    (GOOD + "constraints: [{rule: 'max_num_seqs >= max_num_batched_tokens'}]\n",
+     "spec.yaml:8: constraints[0].rule: refers to 'max_num_batched_tokens', which no config sets"),
+    (GOOD + "constraints: [{rule: 'max_num_seqs >= 8', unless: enable_chunked_prefill}]\n",
+     "constraints[0].unless: refers to 'enable_chunked_prefill'"),
+    (GOOD + "clock: fast\n", "spec.yaml:8: clock: expected one of 'wall', 'virtual'; got 'fast'"),
+    (GOOD + "kind: real\nclock: virtual\n", "spec.yaml:9: clock: virtual time emulates a profile"),
+    (GOOD + "search: {objective: pareto}\n", "spec.yaml:8: search: missing required key 'space'"),
     ("name: [1\n", "spec.yaml:2: invalid YAML"),
     ("model: m\n", "missing required key 'name'"),
 ])
@@ -58,10 +65,23 @@ def test_missing_file_is_spec_error(tmp_path):
         load_spec(tmp_path / "nope.yaml")
 
 
-def test_search_section_kept_raw_and_dashes_normalized(tmp_path):
-    spec = loads_spec(GOOD + "engine_args: {max-model-len: 2048}\nsearch: {sampler: tpe, n_trials: 5}\n")
-    assert spec.search == {"sampler": "tpe", "n_trials": 5}
+def test_dashes_normalized_and_constraint_conditions(tmp_path):
+    text = GOOD + ("engine_args: {max-model-len: 2048}\n"
+                   "constraints: [{rule: 'max_num_seqs <= max_model_len', when: max_num_seqs,\n"
+                   "               unless: {max_num_seqs: 64}}]\n")
+    spec = loads_spec(text)
     assert spec.engine_args == {"max_model_len": 2048}
+    (c,) = spec.constraints
+    assert c.when == {"max_num_seqs": True} and c.unless == {"max_num_seqs": 64}
+
+
+def test_search_section_is_typed(tmp_path):
+    text = GOOD.replace("grid:\n  max_num_seqs: [64, 128]\n", "") + (
+        "slo: {ttft_ms: 500}\nsearch:\n  objective: slo_throughput\n  rate: 4\n  n_trials: 5\n"
+        "  space: {max_num_seqs: {low: 8, high: 64}, block_size: [16, 32]}\n")
+    spec = loads_spec(text)
+    assert spec.search is not None and spec.search.n_trials == 5 and spec.search.space["block_size"].choices == (16, 32)
+    assert spec.grid == {} and spec.clock == "wall" and spec.host_model == "default"
 
 
 def test_goodput_keys_match_vllm(tmp_path):
@@ -76,7 +96,7 @@ def test_where_points_at_key(tmp_path):
 
 def test_engine_arg_names_checked_against_vllm(tmp_path):
     pytest.importorskip("vllm")
-    from orchestrator.cli import check_engine_args
+    from orchestrator.checks import check_engine_args
 
     spec = load_spec(write_spec(tmp_path, GOOD.replace("max_num_seqs:", "max_num_batched_token:")))
     with pytest.raises(SpecError, match=r"spec\.yaml:5: grid\.max_num_batched_token: not a vLLM engine arg; "

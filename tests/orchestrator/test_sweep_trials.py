@@ -62,3 +62,19 @@ def test_vllm_flags(tmp_path):
     (trial,), _ = expand(make_spec(tmp_path, grid=grid, engine_args={"compilation_config": {"level": 0}}))
     assert trial.vllm_flags() == (
         "--compilation-config", '{"level": 0}', "--no-enable-prefix-caching", "--max-num-seqs", "64")
+
+
+def test_pack_key_covers_every_file_of_the_pack(tmp_path):
+    """A pack edited in place (steps.parquet fixed, a file added) gives new trial keys: its trials run again."""
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    (pack / "profile.json").write_text("{}")
+    (pack / "steps.parquet").write_bytes(b"v1")
+    spec = make_spec(tmp_path, profile=str(pack))
+    first = [t.hash for t in expand(spec)[0]]
+    (pack / "steps.parquet").write_bytes(b"v2")
+    second = [t.hash for t in expand(spec)[0]]
+    (pack / "requests.parquet").write_bytes(b"r")
+    third = [t.hash for t in expand(spec)[0]]
+    assert not set(first) & set(second) and not set(second) & set(third)
+    assert expand(spec)[0][0].profile_id.startswith(f"{pack}@")

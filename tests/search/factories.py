@@ -1,4 +1,5 @@
-"""Small factories for search tests (vLLM tests/v1/core/utils.py style)."""
+"""Small factories for search tests (vLLM tests/v1/core/utils.py style): a sweep spec with a search section,
+loaded through the one spec loader, as a SearchTask."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from search.runner import SearchTask, task_from_sweep
+import yaml
+
+from orchestrator.spec import SweepSpec, loads_spec
+from search.task import SearchTask, task_from_sweep
 
 SPACE = {
     "max_num_seqs": {"low": 8, "high": 256, "step": 8},
@@ -16,6 +20,7 @@ SPACE = {
 BASE_SWEEP: dict[str, Any] = {
     "name": "t",
     "model": "llama-3.1-8b",
+    "profile": "aic:h100_sxm",
     "engine_args": {"max_model_len": 4096},
     "slo": {"ttft_ms": 500, "attainment": 0.9},
     "search": {
@@ -40,5 +45,11 @@ def sweep(**search: Any) -> dict[str, Any]:
     return doc
 
 
+def load(doc: dict[str, Any]) -> SweepSpec:
+    """A mapping through the spec loader (as `llm-emu sweep` reads the file)."""
+    return loads_spec(yaml.safe_dump(doc, sort_keys=False), "spec.yaml")
+
+
 def create_task(out_dir: Path, **search: Any) -> SearchTask:
-    return task_from_sweep(sweep(**search), out_dir)
+    """The SearchTask of BASE_SWEEP with `search` keys overridden."""
+    return task_from_sweep(load(sweep(**search)), out_dir)

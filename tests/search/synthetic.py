@@ -1,7 +1,8 @@
 """A synthetic Evaluator with a known analytic response surface (the thing under test is the search).
 
 Throughput rises with max_num_seqs and saturates; TTFT rises with max_num_batched_tokens and with the
-offered rate relative to a config's capacity. Per-request lists are generated so attainment is exact.
+offered rate relative to a config's capacity. Each result row carries ``slo_attainment`` as a trial would
+(good requests / offered, against the factories' 500 ms TTFT SLO).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def metrics_for(cfg: Mapping[str, Any], rate: float) -> dict[str, Any]:
         "p99_e2el_ms": p99,
         "mean_ttft_ms": 1000 * sum(ttfts) / N_REQ,
         "p99_ttft_ms": 900.0 if n_bad else 100.0,
+        "slo_attainment": (N_REQ - n_bad) / N_REQ,
         "ttfts": ttfts,
         "itls": itls,
         "errors": [""] * N_REQ,
@@ -75,6 +77,7 @@ def smooth_metrics(cfg: Mapping[str, Any], rate: float) -> dict[str, Any]:
         "request_throughput": thr,
         "request_goodput": thr,
         "completed": N_REQ,
+        "slo_attainment": sum(t <= 0.5 for t in ttfts) / N_REQ,
         "p99_e2el_ms": seqs + mnbt / 8,
         "ttfts": ttfts,
         "itls": [[0.02]] * N_REQ,

@@ -7,9 +7,8 @@ import pytest
 from optuna.trial import TrialState
 
 from search.objectives.capacity import capacity_of, next_rates
-from search.report import vllm_serve_command
+from search.report import verify_table, vllm_serve_command
 from search.runner import run_search, run_study
-from search.space import violated_constraints
 from search.spec import CapacitySpec
 from search.storage import counted_trials
 from tests.search.factories import create_task
@@ -87,7 +86,7 @@ def test_capacity_search_finds_known_capacity(tmp_path):
     for t in counted_trials(result.study):
         true = capacity(t.user_attrs["engine_args"])
         assert true - 0.1 <= t.value <= true
-        rates = [r.rates for r in ev.calls if r.trial_number == t.number]
+        rates = [r.rates for r in ev.calls if r.number == t.number]
         flat = [x for rs in rates for x in rs]
         assert len(flat) == len(set(flat)) == t.user_attrs["rates_measured"]
     assert result.best[0].user_attrs["engine_args"]["max_num_seqs"] == 160
@@ -128,27 +127,54 @@ def test_failed_evaluation_is_final_fail_with_error(tmp_path):
     assert len(counted_trials(result.study)) == 3
 
 
-def test_conditional_param_and_constraint(tmp_path):
+def test_conditional_param_only_suggested_when_its_condition_holds(tmp_path):
     space = {
         "enable_chunked_prefill": {"type": "bool"},
         "long_prefill_token_threshold": {"type": "categorical", "choices": [0, 512], "when": "enable_chunked_prefill"},
         "max_num_batched_tokens": {"type": "categorical", "choices": [2048, 8192]},
     }
-    rule = [{"rule": "max_num_batched_tokens >= max_model_len", "unless": "enable_chunked_prefill"}]
     ev = SyntheticEvaluator()
-    result = run_study(
-        create_task(
-            tmp_path, space=space, constraints=rule, sampler="random", n_trials=6, max_duplicate_asks=60, baseline=False
-        ),
-        ev,
-        **QUIET,
-    )
+    run_study(create_task(tmp_path, space=space, sampler="random", n_trials=6, max_duplicate_asks=60,
+                          baseline=False), ev, **QUIET)
     for r in ev.calls:
         cfg = dict(r.engine_args)
         assert ("long_prefill_token_threshold" in cfg) == cfg["enable_chunked_prefill"]
-        assert not violated_constraints(result.task.search, cfg)
-    pruned = result.study.get_trials(states=(TrialState.PRUNED,))
-    assert pruned and all("infeasible" in t.user_attrs for t in pruned)
+
+
+def test_pruned_outcome_is_told_pruned_with_reason(tmp_path):
+    space = {"max_num_seqs": {"type": "categorical", "choices": [64, 128]}}
+
+    class Pruning(SyntheticEvaluator):
+        def _one(self, r):
+            if r.engine_args["max_num_seqs"] == 128:
+                from search.evaluator import TrialOutcome
+
+                return TrialOutcome({}, status="pruned", error="vLLM would refuse it")
+            return super()._one(r)
+
+    result = run_study(create_task(tmp_path, space=space, sampler="grid", n_trials=2, baseline=False), Pruning(),
+                       **QUIET)
+    (pruned,) = result.study.get_trials(states=(TrialState.PRUNED,))
+    assert pruned.params == {"max_num_seqs": 128} and pruned.user_attrs["infeasible"] == ["vLLM would refuse it"]
+
+
+def test_verify_top_k_reruns_the_best_in_wall_clock(tmp_path):
+    """A virtual-time search re-checks its best configs with clock="wall"; the table shows both numbers."""
+    from dataclasses import replace
+
+    space = {"max_num_seqs": {"type": "categorical", "choices": [64, 128, 160]}}
+    task = replace(create_task(tmp_path, space=space, sampler="grid", n_trials=3, baseline=False, verify_top_k=2),
+                   clock="virtual")
+    ev = SyntheticEvaluator()
+    result = run_study(task, ev, **QUIET)
+    walls = [r for r in ev.calls if r.clock == "wall"]
+    ranked = sorted(counted_trials(result.study), key=lambda t: -t.value)[:2]
+    assert [r.number for r in walls] == [t.number for t in ranked] and all(r.rates == (6.0,) for r in walls)
+    assert sorted(result.verified) == sorted(t.number for t in ranked)
+    table = verify_table(result)
+    assert "request_goodput virtual | request_goodput wall" in table and table.count("\n") == 2 + 2
+    same_wall = run_study(replace(task, clock="wall"), SyntheticEvaluator(), **QUIET)
+    assert same_wall.verified == {}  # a wall-clock search has nothing to re-check
 
 
 def test_vllm_serve_command():

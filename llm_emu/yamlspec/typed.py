@@ -1,7 +1,7 @@
 """Build frozen dataclasses from parsed YAML, checking types and rejecting unknown keys.
 
-Supports the handful of annotations the spec uses: bool, int, float (``inf`` accepted), str, ``X | None``,
-``Literal[...]``, ``tuple[X, ...]``, ``dict[str, Any]``, ``Any`` and nested dataclasses.
+Supports the handful of annotations the specs use: bool, int, float (``inf`` accepted), str, ``X | Y | None``,
+``Literal[...]``, ``tuple[X, ...]``, ``dict[str, X]`` (``X`` may be ``Any``), ``Any`` and nested dataclasses.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from llm_emu.errors import SpecError
-from orchestrator.yamlmarks import Located, Path_, dotted
+from llm_emu.yamlspec.marks import Located, Path_, dotted
 
 T = TypeVar("T")
 
@@ -66,7 +66,8 @@ def coerce(doc: Located, path: Path_, value: Any, tp: Any) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise fail(doc, path, f"expected a mapping, got {value!r}")
-        return dict(value)
+        item = get_args(tp)[1] if get_args(tp) else Any
+        return {k: coerce(doc, (*path, k), v, item) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return build(doc, path, value, tp)  # type: ignore[arg-type]
     return _scalar(doc, path, value, tp)
