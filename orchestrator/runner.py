@@ -84,8 +84,6 @@ class TrialResult:
     """Wall time of the last attempt, server start included."""
     log_path: str | None = None
     """Server log of the last attempt."""
-    attempt_errors: tuple[str, ...] = ()
-    """The error of every failed attempt, in order (a trial that succeeded on a retry keeps the first one)."""
 
 
 class TrialRunner(Protocol):

@@ -2,7 +2,7 @@
 
 aiconfigurator composes a step from per-kernel measurements; what a real vLLM step also pays (a fixed per-step
 cost, prefill and mixed steps costing more than their kernels, attention growing with context) is added by
-``CalibrationTerms``, fitted by ``llm-emu reference --fit`` and shipped per GPU in ``profiles/calibration/``.
+``CalibrationTerms``, fitted by ``llm-emu reference --fit`` and shipped per GPU in ``llm_emu/data/calibration/``.
 Labelled "estimated" like the aic oracle; the profile's provenance line names the evidence.
 """
 

@@ -1,6 +1,6 @@
-"""Calibration terms of the GPU-free oracle and the per-GPU files that ship them (``profiles/calibration/``).
+"""Calibration terms of the GPU-free oracle and the per-GPU files that ship them (``llm_emu/data/calibration/``, shipped in the package).
 
-A calibration file records what was fitted (the terms), on what (rows and sources of ``profiles/reference``),
+A calibration file records what was fitted (the terms), on what (rows and sources of ``llm_emu/data/reference``),
 how well it does on rows *not* used for fitting (leave-one-source-out), and how it was made (date, command).
 Its provenance line, ``estimated, calibrated on N public measurements from K sources``, travels with every
 profile built from it.
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from llm_emu.errors import OracleError
-from llm_emu.models import PROJECT_ROOT
+from llm_emu.shipped import shipped_path
 
-CALIBRATION_DIR = PROJECT_ROOT / "profiles" / "calibration"
+CALIBRATION_DIR = shipped_path("calibration")
 SCHEMA_VERSION = 1
 
 
@@ -75,7 +75,7 @@ class Calibration:
     terms: CalibrationTerms
     """The fitted terms."""
     rows: list[str]
-    """Reference rows the terms were fitted on (``profiles/reference/runs.csv`` row_id)."""
+    """Reference rows the terms were fitted on (``llm_emu/data/reference/runs.csv`` row_id)."""
     sources: list[str]
     """Their distinct source_id values."""
     host_request_ms: float = 0.0

@@ -1,7 +1,7 @@
 """Turn a ``--profile`` argument into a ProfilePack: a pack dir, ``aic:<gpu>``, ``aic-cal:<gpu>`` or ``formula:...``.
 
 ``aic:<gpu>`` is aiconfigurator's uncalibrated estimate; ``aic-cal:<gpu>`` adds the terms fitted on public real-GPU
-runs (``profiles/calibration/<gpu>.json``). Both take options after the GPU: ``quant=fp8`` (FP8 weights in the
+runs (``llm_emu/data/calibration/<gpu>.json``). Both take options after the GPU: ``quant=fp8`` (FP8 weights in the
 estimate) and, for aic-cal, term overrides such as ``step_ms=0.8`` (what the calibration fit tries).
 """
 

@@ -1,1 +1,1 @@
-"""Public real-GPU vLLM runs (profiles/reference), their replay through the emulator, and the oracle calibration."""
+"""Public real-GPU vLLM runs (llm_emu/data/reference), their replay through the emulator, and the oracle calibration."""

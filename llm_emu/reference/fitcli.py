@@ -1,7 +1,7 @@
 """`llm-emu calibrate`: fit the aic-cal terms of one GPU on its reference rows, score them leave-one-source-out.
 
 With ``--transfer-from GPU`` nothing is fitted: that GPU's terms are scored on this GPU's rows (all of them
-held out). ``--write`` stores the result as ``profiles/calibration/<gpu>.json``.
+held out). ``--write`` stores the result as ``llm_emu/data/calibration/<gpu>.json``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loso-refit", action="store_true",
                         help="refit every leave-one-source-out fold (default: one Gauss-Newton step from the "
                              "all-rows fit with the fold's rows only)")
-    parser.add_argument("--write", action="store_true", help="write profiles/calibration/<gpu>.json")
+    parser.add_argument("--write", action="store_true", help="write llm_emu/data/calibration/<gpu>.json")
 
 
 def _profile(terms: CalibrationTerms) -> str:
@@ -154,7 +154,7 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
 def main(args: argparse.Namespace) -> int:
     rows = [r for r in load_reference(args.reference, args.rows) if r.gpu == args.gpu]
     if not rows:
-        raise EmuError(f"no reference rows for {args.gpu!r} among the selected rows; see profiles/reference/runs.csv")
+        raise EmuError(f"no reference rows for {args.gpu!r} among the selected rows; see llm_emu/data/reference/runs.csv")
     out = Path(args.out or f"runs/calibrate/{args.gpu}")
     evaluate = replay_evaluator(args.clock, out, args.max_prompts, prompts_per_slot=args.prompts_per_slot)
     cal, table = _calibrate(args, rows, evaluate)

@@ -1,4 +1,4 @@
-"""The reference set: published real-GPU vLLM runs (``profiles/reference/runs.csv``), one typed row per run."""
+"""The reference set: published real-GPU vLLM runs (``llm_emu/data/reference/runs.csv``), one typed row per run."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llm_emu.errors import EmuError
-from llm_emu.models import PROJECT_ROOT
+from llm_emu.shipped import shipped_path
 
-REFERENCE_CSV = PROJECT_ROOT / "profiles" / "reference" / "runs.csv"
+REFERENCE_CSV = shipped_path("reference", "runs.csv")
 
 #: Published metric columns, vLLM's benchmark-client names (ms unless named otherwise).
 METRICS: tuple[str, ...] = (
@@ -32,7 +32,7 @@ class ReferenceError(EmuError):
 
 @dataclass(frozen=True)
 class ReferenceRow:
-    """One published serving run (see profiles/reference/README.md for every column)."""
+    """One published serving run (see llm_emu/data/reference/README.md for every column)."""
 
     row_id: str
     """Unique id, e.g. "s2r-16-0"."""
