@@ -1,4 +1,4 @@
-"""Calibration terms of the GPU-free oracle and the per-GPU files that ship them (``llm_emu/data/calibration/``, shipped in the package).
+"""Calibration terms of the GPU-free oracle and the per-GPU files that ship them (``llm_emu/data/calibration/``).
 
 A calibration file records what was fitted (the terms), on what (rows and sources of ``llm_emu/data/reference``),
 how well it does on rows *not* used for fitting (leave-one-source-out), and how it was made (date, command).

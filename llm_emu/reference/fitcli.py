@@ -154,7 +154,8 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
 def main(args: argparse.Namespace) -> int:
     rows = [r for r in load_reference(args.reference, args.rows) if r.gpu == args.gpu]
     if not rows:
-        raise EmuError(f"no reference rows for {args.gpu!r} among the selected rows; see llm_emu/data/reference/runs.csv")
+        raise EmuError(f"no reference rows for {args.gpu!r} among the selected rows; "
+                       f"see llm_emu/data/reference/runs.csv")
     out = Path(args.out or f"runs/calibrate/{args.gpu}")
     evaluate = replay_evaluator(args.clock, out, args.max_prompts, prompts_per_slot=args.prompts_per_slot)
     cal, table = _calibrate(args, rows, evaluate)
