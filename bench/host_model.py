@@ -6,20 +6,23 @@ timings (vLLM's client and the emulated worker both stamp CLOCK_MONOTONIC) and f
 
 * step_*: EngineCore CPU between the output of step k-2 (async; k-1 sync) and the launch of step k,
   least squares on (1, scheduled requests, prefill tokens), from steps of a continuously busy engine;
-* request_in_*: client send -> launch of the request's first step, minus that step's CPU, for requests that
-  reached an idle engine, least squares on (1, prompt tokens);
-* output_s: the request's first chunk at the client minus the release of the step that produced it (median).
+* request_in_*: client send -> the request entering the scheduler, least squares on (1, prompt tokens, requests
+  in flight at send): for a request that reached an idle engine, the launch of its first step minus that step's
+  CPU; for one that reached a busy engine, the midpoint between the previous launch and its first step's;
+* output_*: the request's first chunk at the client minus the release of the step that produced it, least
+  squares on (1, requests in that step): a new request's output is the last of its step.
 
 Usage: python bench/host_model.py [--profile aic:h100_sxm] [--model llama-3.1-8b] [--out host.json]
+       [--workdir DIR] [--refit]  (--refit: fit the runs already in DIR again, e.g. after a model change)
 Measure alone (nothing else running): the host term is this machine's CPU time.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import re
-import statistics
 import sys
 import time
 from dataclasses import replace
@@ -78,21 +81,33 @@ def fit(steps: list[dict[str, Any]], results: dict[str, dict[str, Any]], async_s
                      step_per_token_s=max(0.0, float(coef[2])))
     first = first_steps(steps)
     launches = sorted((s["launched"], s["released"]) for s in steps)
-    ins, lens, outs = [], [], []
+    starts = [lo for lo, _ in launches]
+    ins, design, outs, out_design = [], [], [], []
     for run, res in results.items():
-        for i, (start, ttft, plen) in enumerate(zip(res["start_times"], res["ttfts"], res["input_lens"], strict=True)):
+        begin = res["start_times"]
+        end = [b + lat for b, lat in zip(begin, res["latencies"], strict=True)]
+        for i, (start, ttft, plen) in enumerate(zip(begin, res["ttfts"], res["input_lens"], strict=True)):
             s = first.get((run, i))
             if s is None or not ttft:
                 continue
+            # the request's first token is the last output of its first step (the engine lists new requests last)
             outs.append(start + ttft - s["released"])
-            busy = any(lo <= start <= hi for lo, hi in launches)
-            if not busy:
-                ins.append(s["launched"] - start - _step_cost(step, s))
-                lens.append(plen)
-    a = np.column_stack([np.ones(len(ins)), lens]) if ins else np.zeros((0, 2))
-    c = np.linalg.lstsq(a, np.asarray(ins), rcond=None)[0] if len(ins) >= 3 else np.zeros(2)
+            out_design.append([1.0, s["num_prefill_reqs"] + s["num_decode_reqs"]])
+            in_flight = sum(1 for j in range(len(begin)) if j != i and begin[j] <= start < end[j])
+            if any(lo <= start <= hi for lo, hi in launches):
+                # reached a busy engine: it entered the scheduler after the previous launch and before this one
+                k = bisect.bisect_left(starts, s["launched"])
+                prev = starts[k - 1] if k else start
+                seen = (max(prev, start) + s["launched"]) / 2
+            else:
+                seen = s["launched"]
+            ins.append(seen - start - _step_cost(step, s))
+            design.append([1.0, plen, in_flight])
+    c = np.linalg.lstsq(np.asarray(design), np.asarray(ins), rcond=None)[0] if len(ins) >= 4 else np.zeros(3)
+    o = np.linalg.lstsq(np.asarray(out_design), np.asarray(outs), rcond=None)[0] if len(outs) >= 3 else np.zeros(2)
     return replace(step, request_in_s=max(0.0, float(c[0])), request_in_per_token_s=max(0.0, float(c[1])),
-                   output_s=max(0.0, statistics.median(outs)) if outs else 0.0)
+                   request_in_per_running_s=max(0.0, float(c[2])),
+                   output_s=max(0.0, float(o[0])), output_per_req_s=max(0.0, float(o[1])))
 
 
 def main() -> int:
@@ -102,20 +117,24 @@ def main() -> int:
     p.add_argument("--out", default="host_model.json")
     p.add_argument("--workdir", default="/tmp/llm-emu-host-model")
     p.add_argument("vllm_args", nargs="*", default=["--max-model-len", "4096"])
+    p.add_argument("--refit", action="store_true",
+                   help="fit again from the runs already in --workdir (trace + benchmark JSON) without running")
     a = p.parse_args()
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)
     trace = work / "trace.jsonl"
-    trace.unlink(missing_ok=True)
-    spec = ServerSpec(kind="emulated", model=a.model, profile=a.profile, log_path=work / "server.log",
-                      vllm_args=(*a.vllm_args, "--trace", str(trace)))
-    results = {}
-    with ServerProcess(spec) as server:
-        for i, (name, wl) in enumerate(RUNS):
-            if i:
-                server.reset_prefix_cache()
-            results[name] = run_benchmark(server.base_url, server.served_model, wl, tokenizer_model=a.model,
-                                          result_dir=work, extra_args=("--request-id-prefix", f"hostfit-{name}-"))
+    results = _saved_results(work) if a.refit else {}
+    if not a.refit:
+        trace.unlink(missing_ok=True)
+        spec = ServerSpec(kind="emulated", model=a.model, profile=a.profile, log_path=work / "server.log",
+                          vllm_args=(*a.vllm_args, "--trace", str(trace)))
+        with ServerProcess(spec) as server:
+            for i, (name, wl) in enumerate(RUNS):
+                if i:
+                    server.reset_prefix_cache()
+                results[name] = run_benchmark(server.base_url, server.served_model, wl, tokenizer_model=a.model,
+                                              result_dir=work,
+                                              extra_args=("--request-id-prefix", f"hostfit-{name}-"))
     steps = _trace(trace)
     async_sched = "--no-async-scheduling" not in a.vllm_args
     model = fit(steps, results, async_sched)
@@ -124,6 +143,18 @@ def main() -> int:
     Path(a.out).write_text(model.to_json() + "\n")
     print(model.to_json())
     return 0
+
+
+def _saved_results(work: Path) -> dict[str, dict[str, Any]]:
+    """The benchmark JSON of each run in RUNS found in ``work`` (the newest per request rate)."""
+    out = {}
+    for name, wl in RUNS:
+        found = sorted(work.glob(f"vllm-bench-*-{wl.request_rate:g}qps-*.json"))
+        if not found or not (work / "trace.jsonl").is_file():
+            sys.exit(f"host_model: --refit needs {work}/trace.jsonl and the {name} run's benchmark JSON; "
+                     "run once without --refit")
+        out[name] = json.loads(found[-1].read_text())
+    return out
 
 
 def _cpu() -> str:

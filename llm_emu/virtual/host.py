@@ -9,8 +9,15 @@ no host, so it charges a model of that work instead (deterministic, independent 
   (the device is still busy with the previous step), and with sync scheduling it adds to every step.
 * ``request_in_*``: from the client sending a request to the request entering the scheduler (HTTP, prompt
   tokenisation in the API server, IPC to the EngineCore).
-* ``output_s``: from the engine producing a token to the client receiving its chunk (IPC, detokenisation,
-  SSE framing and client parsing). Shifts TTFT and E2E latency; inter-token gaps are unchanged.
+* ``request_in_per_running_s``: the same, per request already in flight when it is sent: the API server is one
+  event loop that also turns every running request's output into a chunk at every step, so new requests wait
+  longer for it under load.
+* ``output_s`` + ``output_per_req_s`` x position: from the engine producing a step's outputs to the client
+  receiving each request's chunk (IPC, detokenisation, SSE framing and client parsing). The API server handles a
+  step's outputs one after the other, in the engine's order (running requests first, new ones last), so the
+  k-th output of a step leaves ``output_s + k * output_per_req_s`` after the step: a new request's first token
+  waits behind every running request's token. Shifts TTFT and E2E latency; inter-token gaps change only as
+  much as a request's position in the step does.
 
 The defaults are zero (pure device time). Measured values for a machine come from ``bench/host_model.py``, which
 fits them from wall-clock runs of the emulator with step and request traces.
@@ -41,8 +48,12 @@ class HostModel:
     """Client send to scheduler, fixed part."""
     request_in_per_token_s: float = 0.0
     """Client send to scheduler, per prompt token (tokenisation)."""
+    request_in_per_running_s: float = 0.0
+    """Client send to scheduler, per request in flight when it is sent (the API server's load)."""
     output_s: float = 0.0
-    """Engine output to client receive."""
+    """Engine output to client receive, fixed part."""
+    output_per_req_s: float = 0.0
+    """Engine output to client receive, per output ahead of it in the same step (the k-th of a step waits k x)."""
     source: str = "none"
     """Where the numbers come from (machine, date, command), shown in results."""
 
@@ -51,9 +62,14 @@ class HostModel:
         return (self.step_base_s + self.step_per_req_s * features.num_reqs
                 + self.step_per_token_s * features.num_prefill_tokens)
 
-    def request_in(self, prompt_len: int) -> float:
-        """Seconds from the client sending a request of ``prompt_len`` tokens to the scheduler seeing it."""
-        return self.request_in_s + self.request_in_per_token_s * prompt_len
+    def request_in(self, prompt_len: int, in_flight: int = 0) -> float:
+        """Seconds from the client sending a request of ``prompt_len`` tokens, with ``in_flight`` others
+        unfinished, to the scheduler seeing it."""
+        return self.request_in_s + self.request_in_per_token_s * prompt_len + self.request_in_per_running_s * in_flight
+
+    def output_delay(self, position: int) -> float:
+        """Seconds from the end of a step to the client receiving the chunk of its ``position``-th output (1-based)."""
+        return self.output_s + self.output_per_req_s * position
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -7,8 +7,9 @@ What a wall-clock run does with real processes, this loop does on one thread:
 * vLLM's ``LLMEngine.step()`` schedules, "executes" (the emulated worker books the step on the device timeline
   of the virtual clock; waiting for its output moves the clock to the step's end) and processes outputs with
   vLLM's own output processor;
-* every ``RequestOutput`` is one streamed chunk, received by the client ``output_s`` after the step that made
-  it; the client's records (TTFT, inter-chunk gaps, latency, output tokens) are kept exactly as vLLM's client
+* every ``RequestOutput`` is one streamed chunk, received by the client ``HostModel.output_delay`` after the
+  step that made it (the k-th output of a step waits behind the k-1 before it); the client's records (TTFT,
+  inter-chunk gaps, latency, output tokens) are kept exactly as vLLM's client
   keeps them, so vLLM's ``calculate_metrics`` turns them into the usual metrics.
 
 When nothing is in the engine, the clock jumps to the next event. Nothing depends on wall time.
@@ -107,7 +108,8 @@ class VirtualLoop:
         out.start_time = at - state.t0
         rid = self._rid(key)
         state.streams[rid] = _Stream(output=out, sent=at, last=at)
-        seen = at + self.host.request_in(len(engine_input.get("prompt_token_ids") or ()))
+        in_flight = len(state.streams) - state.done - 1  # sent and unfinished, this one excluded
+        seen = at + self.host.request_in(len(engine_input.get("prompt_token_ids") or ()), in_flight)
         heapq.heappush(state.to_engine, (seen, len(state.streams), rid, engine_input, params))
 
     def _drive(self, state: _State, arrivals: deque[tuple[float, int]], total: int, limit: int | None,
@@ -144,9 +146,10 @@ class VirtualLoop:
 
     def _collect(self, state: _State, outputs: list[Any]) -> list[float]:
         """Record one streamed chunk per RequestOutput; return the client-side end times of finished requests."""
-        at = self.clock.now() + self.host.output_s
+        now = self.clock.now()
         finished: list[float] = []
-        for ro in outputs:
+        for position, ro in enumerate(outputs, start=1):
+            at = now + self.host.output_delay(position)
             stream = state.streams[ro.request_id]
             out = stream.output
             completion = ro.outputs[0]

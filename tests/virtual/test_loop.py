@@ -96,3 +96,19 @@ def test_idle_gaps_are_skipped_not_waited() -> None:
     outputs, duration, _ = _run(2, [0.0, 1000.0], out_len=2, limit=None, host=HostModel())
     assert duration == pytest.approx(1000.0 + 2 * STEP_S)
     assert outputs[1].ttft == pytest.approx(STEP_S)
+
+
+def test_load_dependent_host_terms() -> None:
+    """The k-th output of a step reaches the client k x output_per_req_s later; a request sent while others are
+    in flight reaches the scheduler request_in_per_running_s later per in-flight request."""
+    host = HostModel(output_s=0.001, output_per_req_s=0.0005, request_in_per_running_s=0.003)
+    outputs, _, _ = _run(2, [0.0, 0.0], out_len=2, limit=None, host=host)
+    first, second = outputs
+    # request 0: nothing in flight, scheduled at 0, first output of step 1 -> 10 ms + 1 ms + 0.5 ms
+    assert first.ttft == pytest.approx(STEP_S + 0.001 + 0.0005)
+    # request 1: one request in flight when sent -> seen at 3 ms, joins step 2 as its second output
+    assert second.ttft == pytest.approx(2 * STEP_S + 0.001 + 2 * 0.0005)
+    # request 0's second token is step 2's first output: the gap is one step, minus nothing
+    assert first.itl == pytest.approx([STEP_S])
+    # request 1 is the only output of step 3: it moved from position 2 to position 1
+    assert second.itl == pytest.approx([STEP_S - 0.0005])
