@@ -6,11 +6,13 @@ timings (vLLM's client and the emulated worker both stamp CLOCK_MONOTONIC) and f
 
 * step_*: EngineCore CPU between the output of step k-2 (async; k-1 sync) and the launch of step k,
   least squares on (1, scheduled requests, prefill tokens), from steps of a continuously busy engine;
-* request_in_*: client send -> the request entering the scheduler, least squares on (1, prompt tokens, requests
-  in flight at send): for a request that reached an idle engine, the launch of its first step minus that step's
-  CPU; for one that reached a busy engine, the midpoint between the previous launch and its first step's;
-* output_*: the request's first chunk at the client minus the release of the step that produced it, least
-  squares on (1, requests in that step): a new request's output is the last of its step.
+* request_in_*: client send -> launch of the request's first step, minus that step's CPU, for requests that
+  reached an idle engine, least squares on (1, prompt tokens);
+* output_s, api_output_s: the request's first chunk at the client minus the release of the step that produced
+  it, least squares on (1, requests in that step): the API server streams a step's chunks one at a time and a
+  new request's is the last of its step;
+* api_request_s: a burst (all requests at once): the span over which it entered the scheduler, less the chunks
+  streamed meanwhile, per request.
 
 Usage: python bench/host_model.py [--profile aic:h100_sxm] [--model llama-3.1-8b] [--out host.json]
        [--workdir DIR] [--refit]  (--refit: fit the runs already in DIR again, e.g. after a model change)
@@ -36,7 +38,8 @@ from llm_emu.server import ServerProcess, ServerSpec
 from llm_emu.virtual.host import HostModel
 
 RUNS = (("light", Workload(num_prompts=80, request_rate=1.0, seed=11)),
-        ("busy", Workload(num_prompts=300, request_rate=12.0, seed=12)))
+        ("busy", Workload(num_prompts=300, request_rate=12.0, seed=12)),
+        ("burst", Workload(num_prompts=100, request_rate=float("inf"), seed=13)))
 ID = re.compile(r"hostfit-(\w+)-(\d+)")
 
 
@@ -81,34 +84,45 @@ def fit(steps: list[dict[str, Any]], results: dict[str, dict[str, Any]], async_s
                      step_per_token_s=max(0.0, float(coef[2])))
     first = first_steps(steps)
     launches = sorted((s["launched"], s["released"]) for s in steps)
-    starts = [lo for lo, _ in launches]
-    ins, design, outs, out_design = [], [], [], []
+    ins, lens, outs, out_reqs = [], [], [], []
     for run, res in results.items():
-        begin = res["start_times"]
-        end = [b + lat for b, lat in zip(begin, res["latencies"], strict=True)]
-        for i, (start, ttft, plen) in enumerate(zip(begin, res["ttfts"], res["input_lens"], strict=True)):
+        for i, (start, ttft, plen) in enumerate(zip(res["start_times"], res["ttfts"], res["input_lens"], strict=True)):
             s = first.get((run, i))
             if s is None or not ttft:
                 continue
-            # the request's first token is the last output of its first step (the engine lists new requests last)
+            # the request's first token is the last output of its first step (the engine lists new requests last),
+            # so it left the API server behind every other output of that step
             outs.append(start + ttft - s["released"])
-            out_design.append([1.0, s["num_prefill_reqs"] + s["num_decode_reqs"]])
-            in_flight = sum(1 for j in range(len(begin)) if j != i and begin[j] <= start < end[j])
-            if any(lo <= start <= hi for lo, hi in launches):
-                # reached a busy engine: it entered the scheduler after the previous launch and before this one
-                k = bisect.bisect_left(starts, s["launched"])
-                prev = starts[k - 1] if k else start
-                seen = (max(prev, start) + s["launched"]) / 2
-            else:
-                seen = s["launched"]
-            ins.append(seen - start - _step_cost(step, s))
-            design.append([1.0, plen, in_flight])
-    c = np.linalg.lstsq(np.asarray(design), np.asarray(ins), rcond=None)[0] if len(ins) >= 4 else np.zeros(3)
-    o = np.linalg.lstsq(np.asarray(out_design), np.asarray(outs), rcond=None)[0] if len(outs) >= 3 else np.zeros(2)
-    return replace(step, request_in_s=max(0.0, float(c[0])), request_in_per_token_s=max(0.0, float(c[1])),
-                   request_in_per_running_s=max(0.0, float(c[2])),
-                   output_s=max(0.0, float(o[0])), output_per_req_s=max(0.0, float(o[1])))
+            out_reqs.append(s["num_prefill_reqs"] + s["num_decode_reqs"])
+            if run != "burst" and not any(lo <= start <= hi for lo, hi in launches):
+                ins.append(s["launched"] - start - _step_cost(step, s))
+                lens.append(plen)
+    c = (np.linalg.lstsq(np.column_stack([np.ones(len(ins)), lens]), np.asarray(ins), rcond=None)[0]
+         if len(ins) >= 3 else np.zeros(2))
+    o = (np.linalg.lstsq(np.column_stack([np.ones(len(outs)), out_reqs]), np.asarray(outs), rcond=None)[0]
+         if len(outs) >= 3 else np.zeros(2))
+    model = replace(step, request_in_s=max(0.0, float(c[0])), request_in_per_token_s=max(0.0, float(c[1])),
+                    output_s=max(0.0, float(o[0])), api_output_s=max(0.0, float(o[1])))
+    return replace(model, api_request_s=burst_intake(steps, results.get("burst"), first, model))
 
+
+def burst_intake(steps: list[dict[str, Any]], burst: dict[str, Any] | None,
+                 first: dict[tuple[str, int], dict[str, Any]], model: HostModel) -> float:
+    """API-server time per request, from a burst (every request sent at once): the span over which the burst
+    entered the scheduler, less the chunks the API server streamed meanwhile, divided by the requests."""
+    if not burst:
+        return 0.0
+    firsts = sorted(first[("burst", i)]["launched"] for i in range(len(burst["ttfts"])) if ("burst", i) in first)
+    if len(firsts) < 10:
+        return 0.0
+    launched = sorted(s["launched"] for s in steps)
+    k = bisect.bisect_left(launched, firsts[-1])
+    # the last request entered the scheduler between the launch before its first step and that step's launch
+    last_seen = (launched[k - 1] + firsts[-1]) / 2 if k else firsts[-1]
+    span = last_seen - firsts[0]
+    chunks = sum(s["num_prefill_reqs"] + s["num_decode_reqs"] for s in steps
+                 if firsts[0] <= s["released"] < last_seen)
+    return max(0.0, (span - chunks * model.api_output_s) / (len(firsts) - 1))
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

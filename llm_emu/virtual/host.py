@@ -9,15 +9,13 @@ no host, so it charges a model of that work instead (deterministic, independent 
   (the device is still busy with the previous step), and with sync scheduling it adds to every step.
 * ``request_in_*``: from the client sending a request to the request entering the scheduler (HTTP, prompt
   tokenisation in the API server, IPC to the EngineCore).
-* ``request_in_per_running_s``: the same, per request already in flight when it is sent: the API server is one
-  event loop that also turns every running request's output into a chunk at every step, so new requests wait
-  longer for it under load.
-* ``output_s`` + ``output_per_req_s`` x position: from the engine producing a step's outputs to the client
-  receiving each request's chunk (IPC, detokenisation, SSE framing and client parsing). The API server handles a
-  step's outputs one after the other, in the engine's order (running requests first, new ones last), so the
-  k-th output of a step leaves ``output_s + k * output_per_req_s`` after the step: a new request's first token
-  waits behind every running request's token. Shifts TTFT and E2E latency; inter-token gaps change only as
-  much as a request's position in the step does.
+* ``api_request_s`` and ``api_output_s``: the API server is one event loop that takes every incoming request
+  (HTTP, tokenisation) and every output chunk (detokenisation, SSE) one at a time. These are its busy time per
+  request and per chunk; a request or chunk that finds it busy waits (first come, first served). A burst of
+  arrivals therefore reaches the scheduler spread out, and a new request's first token waits behind the tokens
+  of every request already running, as on a real server under load.
+* ``output_s``: from the API server finishing a chunk to the client receiving it (SSE, client parsing).
+  Shifts TTFT and E2E latency; inter-token gaps change only as much as the API server's queue does.
 
 The defaults are zero (pure device time). Measured values for a machine come from ``bench/host_model.py``, which
 fits them from wall-clock runs of the emulator with step and request traces.
@@ -48,12 +46,12 @@ class HostModel:
     """Client send to scheduler, fixed part."""
     request_in_per_token_s: float = 0.0
     """Client send to scheduler, per prompt token (tokenisation)."""
-    request_in_per_running_s: float = 0.0
-    """Client send to scheduler, per request in flight when it is sent (the API server's load)."""
+    api_request_s: float = 0.0
+    """API-server busy time per incoming request (requests and chunks are served one at a time)."""
+    api_output_s: float = 0.0
+    """API-server busy time per output chunk."""
     output_s: float = 0.0
-    """Engine output to client receive, fixed part."""
-    output_per_req_s: float = 0.0
-    """Engine output to client receive, per output ahead of it in the same step (the k-th of a step waits k x)."""
+    """API server done with a chunk -> the client has it."""
     source: str = "none"
     """Where the numbers come from (machine, date, command), shown in results."""
 
@@ -62,14 +60,9 @@ class HostModel:
         return (self.step_base_s + self.step_per_req_s * features.num_reqs
                 + self.step_per_token_s * features.num_prefill_tokens)
 
-    def request_in(self, prompt_len: int, in_flight: int = 0) -> float:
-        """Seconds from the client sending a request of ``prompt_len`` tokens, with ``in_flight`` others
-        unfinished, to the scheduler seeing it."""
-        return self.request_in_s + self.request_in_per_token_s * prompt_len + self.request_in_per_running_s * in_flight
-
-    def output_delay(self, position: int) -> float:
-        """Seconds from the end of a step to the client receiving the chunk of its ``position``-th output (1-based)."""
-        return self.output_s + self.output_per_req_s * position
+    def request_in(self, prompt_len: int) -> float:
+        """Seconds from the API server taking a request of ``prompt_len`` tokens to the scheduler seeing it."""
+        return self.request_in_s + self.request_in_per_token_s * prompt_len
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -7,9 +7,10 @@ What a wall-clock run does with real processes, this loop does on one thread:
 * vLLM's ``LLMEngine.step()`` schedules, "executes" (the emulated worker books the step on the device timeline
   of the virtual clock; waiting for its output moves the clock to the step's end) and processes outputs with
   vLLM's own output processor;
-* every ``RequestOutput`` is one streamed chunk, received by the client ``HostModel.output_delay`` after the
-  step that made it (the k-th output of a step waits behind the k-1 before it); the client's records (TTFT,
-  inter-chunk gaps, latency, output tokens) are kept exactly as vLLM's client
+* every ``RequestOutput`` is one streamed chunk; the API server (one event loop, modelled as a first-come
+  first-served queue with ``HostModel.api_request_s`` per request and ``api_output_s`` per chunk) handles
+  requests and chunks in time order, and the client receives a chunk ``output_s`` after the API server is done
+  with it; the client's records (TTFT, inter-chunk gaps, latency, output tokens) are kept exactly as vLLM's client
   keeps them, so vLLM's ``calculate_metrics`` turns them into the usual metrics.
 
 When nothing is in the engine, the clock jumps to the next event. Nothing depends on wall time.
@@ -54,6 +55,8 @@ class _State:
     """Heap of (time the scheduler sees it, index, request id, engine input, sampling params)."""
     done: int = 0
     end: float = 0.0
+    api_free: float = 0.0
+    """When the API server's event loop is next free (requests and chunks are served one at a time)."""
 
 
 class VirtualLoop:
@@ -108,8 +111,9 @@ class VirtualLoop:
         out.start_time = at - state.t0
         rid = self._rid(key)
         state.streams[rid] = _Stream(output=out, sent=at, last=at)
-        in_flight = len(state.streams) - state.done - 1  # sent and unfinished, this one excluded
-        seen = at + self.host.request_in(len(engine_input.get("prompt_token_ids") or ()), in_flight)
+        taken = max(at, state.api_free)
+        state.api_free = taken + self.host.api_request_s
+        seen = taken + self.host.request_in(len(engine_input.get("prompt_token_ids") or ()))
         heapq.heappush(state.to_engine, (seen, len(state.streams), rid, engine_input, params))
 
     def _drive(self, state: _State, arrivals: deque[tuple[float, int]], total: int, limit: int | None,
@@ -119,12 +123,7 @@ class VirtualLoop:
         idle = 0
         while state.done < total:
             now = self.clock.now()
-            while arrivals and arrivals[0][0] <= now and (slots or not limit):
-                dispatched, i = arrivals.popleft()
-                assert run is not None
-                sent = max(dispatched, heapq.heappop(slots)) if limit else dispatched
-                self._send(state, run, i, i, sent)
-                state.streams[self._rid(i)].output.client_queue_time = sent - dispatched
+            self._dispatch(state, arrivals, slots, limit, run, now)
             while state.to_engine and state.to_engine[0][0] <= now:
                 _, _, rid, engine_input, params = heapq.heappop(state.to_engine)
                 self.engine.add_request(rid, engine_input, params)
@@ -136,7 +135,10 @@ class VirtualLoop:
                 self.clock.sleep_until(min(times))
                 continue
             before = (self.clock.now(), state.done)
-            for at in self._collect(state, self.engine.step()):
+            outputs = self.engine.step()
+            # requests sent while the step ran reach the API server before the step's output does
+            self._dispatch(state, arrivals, slots, limit, run, self.clock.now())
+            for at in self._collect(state, outputs):
                 if limit:
                     heapq.heappush(slots, at)
             idle = idle + 1 if (self.clock.now(), state.done) == before else 0
@@ -144,12 +146,23 @@ class VirtualLoop:
                 raise EmuError("virtual run made no progress for 1000 engine steps; "
                                "a request may not fit the KV cache (lower --max-model-len or the prompt length)")
 
+    def _dispatch(self, state: _State, arrivals: deque[tuple[float, int]], slots: list[float], limit: int | None,
+                  run: ClientRun | None, now: float) -> None:
+        """Send every request whose time has come (and, with a concurrency limit, that has a free slot)."""
+        while arrivals and arrivals[0][0] <= now and (slots or not limit):
+            dispatched, i = arrivals.popleft()
+            assert run is not None
+            sent = max(dispatched, heapq.heappop(slots)) if limit else dispatched
+            self._send(state, run, i, i, sent)
+            state.streams[self._rid(i)].output.client_queue_time = sent - dispatched
+
     def _collect(self, state: _State, outputs: list[Any]) -> list[float]:
         """Record one streamed chunk per RequestOutput; return the client-side end times of finished requests."""
         now = self.clock.now()
         finished: list[float] = []
-        for position, ro in enumerate(outputs, start=1):
-            at = now + self.host.output_delay(position)
+        for ro in outputs:
+            state.api_free = max(now, state.api_free) + self.host.api_output_s
+            at = state.api_free + self.host.output_s
             stream = state.streams[ro.request_id]
             out = stream.output
             completion = ro.outputs[0]

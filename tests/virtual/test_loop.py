@@ -98,17 +98,23 @@ def test_idle_gaps_are_skipped_not_waited() -> None:
     assert outputs[1].ttft == pytest.approx(STEP_S)
 
 
-def test_load_dependent_host_terms() -> None:
-    """The k-th output of a step reaches the client k x output_per_req_s later; a request sent while others are
-    in flight reaches the scheduler request_in_per_running_s later per in-flight request."""
-    host = HostModel(output_s=0.001, output_per_req_s=0.0005, request_in_per_running_s=0.003)
+
+def test_api_server_serves_requests_and_chunks_one_at_a_time() -> None:
+    """A burst queues at the API server (api_request_s each); a step's chunks leave it one after the other."""
+    host = HostModel(api_request_s=0.003, api_output_s=0.0005, output_s=0.001)
     outputs, _, _ = _run(2, [0.0, 0.0], out_len=2, limit=None, host=host)
     first, second = outputs
-    # request 0: nothing in flight, scheduled at 0, first output of step 1 -> 10 ms + 1 ms + 0.5 ms
-    assert first.ttft == pytest.approx(STEP_S + 0.001 + 0.0005)
-    # request 1: one request in flight when sent -> seen at 3 ms, joins step 2 as its second output
-    assert second.ttft == pytest.approx(2 * STEP_S + 0.001 + 2 * 0.0005)
-    # request 0's second token is step 2's first output: the gap is one step, minus nothing
+    # request 0 is taken at 0 and scheduled at once; step 1 (0-10 ms) -> its chunk 10.5 ms, received 11.5 ms
+    assert first.ttft == pytest.approx(STEP_S + 0.0005 + 0.001)
+    # request 1 waits 3 ms for the API server, joins step 2 (10-20 ms) behind request 0's chunk
+    assert second.ttft == pytest.approx(2 * STEP_S + 2 * 0.0005 + 0.001)
     assert first.itl == pytest.approx([STEP_S])
-    # request 1 is the only output of step 3: it moved from position 2 to position 1
+    # step 3 has request 1 alone: its chunk no longer waits behind another
     assert second.itl == pytest.approx([STEP_S - 0.0005])
+
+
+def test_requests_sent_during_a_step_reach_the_api_server_before_its_chunks() -> None:
+    host = HostModel(api_request_s=0.0, api_output_s=0.004)
+    outputs, _, _ = _run(2, [0.0, 0.005], out_len=2, limit=None, host=host)
+    # request 1 (sent at 5 ms, during step 1) is taken at once, not behind step 1's chunk at 10-14 ms
+    assert outputs[1].ttft == pytest.approx(2 * STEP_S - 0.005 + 2 * 0.004)
