@@ -9,13 +9,12 @@ profile built from it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from llm_emu.errors import OracleError
+from llm_emu.fsutil import atomic_write_text
 from llm_emu.shipped import shipped_path
 
 CALIBRATION_DIR = shipped_path("calibration")
@@ -155,11 +154,5 @@ def load_calibration(gpu: str) -> Calibration:
 def save_calibration(cal: Calibration, path: Path | None = None) -> Path:
     """Write a calibration file atomically (temp file + fsync + rename)."""
     dest = path or calibration_path(cal.gpu)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(cal.to_json())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, dest)
+    atomic_write_text(dest, cal.to_json())
     return dest

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as _dt
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from llm_emu.fsutil import atomic_write_text
 from llm_emu.reference.compare import (
     FAMILIES,
     error_table,
@@ -49,12 +48,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def load_host(path: str | None) -> Any:

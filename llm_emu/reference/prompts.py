@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from llm_emu.fsutil import atomic_write_text
 from llm_emu.models import cache_dir, resolve_model
 
 
@@ -54,12 +53,5 @@ def shared_prefix_file(model: str, groups: int, prefix_len: int, question_len: i
     if dest.is_file():
         return dest
     prompts = shared_prefix_prompts(_tokenizer(model), groups, prefix_len, question_len, num_requests, seed)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".shared-prefix-")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        for prompt in prompts:
-            fh.write(json.dumps({"prompt": prompt}) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, dest)
+    atomic_write_text(dest, "".join(json.dumps({"prompt": prompt}) + "\n" for prompt in prompts))
     return dest

@@ -9,9 +9,6 @@ atomically to ``OUT/results/<row_id>.json`` together with its plan and deviation
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
@@ -20,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_emu.errors import EmuError
+from llm_emu.fsutil import atomic_write_json
 from llm_emu.reference.plan import ReplayPlan
 
 CLOCKS = ("wall", "virtual")
@@ -73,14 +71,7 @@ def _save(out_dir: Path, plan: ReplayPlan, result: dict[str, Any], clock: str, w
         "workload": {k: v for k, v in asdict(plan.workload).items()},
         "result": {k: v for k, v in result.items() if k not in _LISTS},
     }
-    dest = out_dir / "results" / f"{plan.row.row_id}.json"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(body, fh, indent=1, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, dest)
+    atomic_write_json(out_dir / "results" / f"{plan.row.row_id}.json", body)
 
 
 def replay(plans: Sequence[ReplayPlan], clock: str, out_dir: Path, runner: Runner | None = None,
