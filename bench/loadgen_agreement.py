@@ -123,6 +123,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, default=Path("runs/loadgen"))
     args = p.parse_args()
+    args.out = args.out.resolve()  # the clients run with other working directories
     args.out.mkdir(parents=True, exist_ok=True)
     data = write_prompts(args.out / "prompts.jsonl", args.num_prompts, args.input_words, args.output_len)
     spec = ServerSpec(kind="emulated", model=args.model, profile=args.profile, log_path=args.out / "server.log",
