@@ -10,8 +10,10 @@ What a wall-clock run does with real processes, this loop does on one thread:
 * every ``RequestOutput`` is one streamed chunk; the API server (one event loop, modelled as a first-come
   first-served queue with ``HostModel.api_request_s`` per request and ``api_output_s`` per chunk) handles
   requests and chunks in time order, and the client receives a chunk ``output_s`` after the API server is done
-  with it; the client's records (TTFT, inter-chunk gaps, latency, output tokens) are kept exactly as vLLM's client
-  keeps them, so vLLM's ``calculate_metrics`` turns them into the usual metrics.
+  with it (tokens of a request whose previous chunk still waits for the API server join that chunk, as vLLM's
+  per-request output collector merges them); the client's records (TTFT, inter-chunk gaps, latency, output
+  tokens) are kept exactly as vLLM's client keeps them, so vLLM's ``calculate_metrics`` turns them into the
+  usual metrics.
 
 When nothing is in the engine, the clock jumps to the next event. Nothing depends on wall time.
 """
@@ -44,6 +46,8 @@ class _Stream:
     sent: float = 0.0
     last: float = 0.0
     received: bool = False
+    api_start: float = float("-inf")
+    """When the API server starts on this request's latest chunk."""
 
 
 @dataclass
@@ -161,19 +165,26 @@ class VirtualLoop:
         now = self.clock.now()
         finished: list[float] = []
         for ro in outputs:
-            state.api_free = max(now, state.api_free) + self.host.api_output_s
-            at = state.api_free + self.host.output_s
             stream = state.streams[ro.request_id]
             out = stream.output
             completion = ro.outputs[0]
             out.output_tokens += len(completion.token_ids)
             out.generated_text += completion.text or ""
-            if not stream.received:
-                stream.received = True
-                out.ttft = at - stream.sent
+            if stream.received and stream.api_start > now:
+                # The API server has not reached this request's previous chunk yet: vLLM's per-request output
+                # collector merges the new tokens into it (one chunk, no extra work), so a busy API server
+                # streams fewer, larger chunks instead of falling further behind.
+                at = stream.last
             else:
-                out.itl.append(at - stream.last)
-            stream.last = at
+                stream.api_start = max(now, state.api_free)
+                state.api_free = stream.api_start + self.host.api_output_s
+                at = state.api_free + self.host.output_s
+                if not stream.received:
+                    stream.received = True
+                    out.ttft = at - stream.sent
+                else:
+                    out.itl.append(at - stream.last)
+                stream.last = at
             if ro.finished:
                 out.latency = at - stream.sent
                 out.success = True

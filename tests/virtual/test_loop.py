@@ -118,3 +118,18 @@ def test_requests_sent_during_a_step_reach_the_api_server_before_its_chunks() ->
     outputs, _, _ = _run(2, [0.0, 0.005], out_len=2, limit=None, host=host)
     # request 1 (sent at 5 ms, during step 1) is taken at once, not behind step 1's chunk at 10-14 ms
     assert outputs[1].ttft == pytest.approx(2 * STEP_S - 0.005 + 2 * 0.004)
+
+
+def test_a_busy_api_server_merges_a_requests_tokens_into_its_waiting_chunk() -> None:
+    """Chunks cost more API time than a step lasts: tokens merge into the waiting chunk (vLLM's output
+    collector), so the queue stays bounded and every token is still counted."""
+    host = HostModel(api_output_s=0.025)  # 2.5 steps of API work per chunk
+    outputs, duration, _ = _run(1, [0.0], out_len=6, limit=None, host=host)
+    (out,) = outputs
+    assert out.output_tokens == 6
+    assert out.ttft == pytest.approx(STEP_S + 0.025)
+    # steps end at 10..60 ms; the API server takes chunks at 10, 35, 60, 85 ms: step 3's token joins step 2's
+    # chunk (not taken yet at 30 ms), step 5's joins step 4's; step 6's (60 ms) finds its predecessor taken
+    assert out.itl == pytest.approx([0.025, 0.025, 0.025])
+    assert out.latency == pytest.approx(0.110)
+    assert duration == pytest.approx(0.110)
