@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,13 @@ from llm_emu.workload.sharegpt import sharegpt_path
 PERCENTILE_METRICS = "ttft,tpot,itl,e2el"
 METRIC_PERCENTILES = "50,90,99"
 DROPPED_KEYS = ("generated_texts",)
+PER_REQUEST_KEYS = ("ttfts", "itls", "input_lens", "output_lens", "start_times", "errors", "generated_texts")
+"""Per-request lists in vLLM's result dict (everything else is one value for the run)."""
+
+
+def scalar_part(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The run-level values of vLLM's result dict: per-request lists and nested values dropped."""
+    return {k: v for k, v in result.items() if k not in PER_REQUEST_KEYS and not isinstance(v, (list, dict))}
 """Per-request lists dropped from the returned dict (they stay in the saved JSON)."""
 
 

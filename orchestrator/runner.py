@@ -131,8 +131,11 @@ def loop_for(trial: Trial) -> MeasureLoop:
 
 
 def scalar_metrics(result: Mapping[str, Any]) -> dict[str, float]:
-    """The numeric scalar keys of vLLM's result dict (per-request lists and strings dropped)."""
-    return {k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """The numeric run-level values of vLLM's result dict (``scalar_part`` without strings and flags)."""
+    from llm_emu.benchclient import scalar_part
+
+    return {k: float(v) for k, v in scalar_part(result).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def bench_run(trial: Trial, ctx: TrialContext, rate: float) -> BenchRun:

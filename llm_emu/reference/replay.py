@@ -16,12 +16,12 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from llm_emu.benchclient import scalar_part
 from llm_emu.errors import EmuError
 from llm_emu.fsutil import atomic_write_json
 from llm_emu.reference.plan import ReplayPlan
 
 CLOCKS = ("wall", "virtual")
-_LISTS = ("ttfts", "itls", "input_lens", "output_lens", "start_times", "errors", "generated_texts")
 
 Runner = Callable[[ReplayPlan, Path], dict[str, Any]]
 
@@ -69,7 +69,7 @@ def _save(out_dir: Path, plan: ReplayPlan, result: dict[str, Any], clock: str, w
         "row_id": plan.row.row_id, "clock": clock, "wall_s": round(wall_s, 2), "profile": plan.profile,
         "model": plan.model, "vllm_args": list(plan.vllm_args), "deviations": list(plan.deviations),
         "workload": {k: v for k, v in asdict(plan.workload).items()},
-        "result": {k: v for k, v in result.items() if k not in _LISTS},
+        "result": scalar_part(result),
     }
     atomic_write_json(out_dir / "results" / f"{plan.row.row_id}.json", body)
 

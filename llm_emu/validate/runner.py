@@ -22,13 +22,13 @@ from typing import Any
 
 import pandas as pd
 
+from llm_emu.benchclient import scalar_part
 from llm_emu.fsutil import atomic_write_parquet
 from llm_emu.validate import server_metrics
 from llm_emu.validate.plan import PlannedRun
 
 RESULTS = "results.parquet"
 GROUP = ["burstiness", "rate", "repeat"]
-LIST_KEYS = ("ttfts", "itls", "input_lens", "output_lens", "start_times", "errors", "generated_texts")
 """vLLM result keys with per-request lists: kept in the client's JSON files, not in results.parquet."""
 
 
@@ -50,10 +50,6 @@ def measure_loop() -> Any:
     from llm_emu.measure.process import ServerLoop
 
     return ServerLoop(benchmark=timed_benchmark)
-
-
-def _scalar(res: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in res.items() if k not in LIST_KEYS and not isinstance(v, (list, dict))}
 
 
 def pending(plan: list[PlannedRun], out: Path) -> list[PlannedRun]:
@@ -116,5 +112,5 @@ def run_plan(plan: list[PlannedRun], targets: dict[str, Any], make_run: Callable
             m = sessions[planned.kind].run(make_run(planned))
             append_row(out, {"kind": planned.kind, "rate": planned.rate, "burstiness": planned.burstiness,
                              "repeat": planned.repeat, "run": planned.run, "wall_s": m.wall_s,
-                             "startup_s": m.startup_s, **_scalar(m.result)})
+                             "startup_s": m.startup_s, **scalar_part(m.result)})
     return len(plan)
