@@ -52,7 +52,6 @@ def _one_line(err: str, *needles: str) -> None:
     ({"profile": "/nonexistent/pack"}, ("spec.yaml:", "profile: ")),
     ({"profile": "aic:h999"}, ("profile: unknown aic system 'h999'",)),
     ({"clock": "virtual", "host_model": "/nonexistent/host.json"}, ("host_model: host model /nonexistent/host.json",)),
-    ({"grid": {"tensor_parallel_size": [1, 4]}}, ("grid.tensor_parallel_size[1]:",)),
 ])
 def test_bad_input_is_one_line_exit_2_before_anything_starts(tmp_path, capsys, spec, needles, dry):
     rc, _, err = _sweep(tmp_path, capsys, *dry, **spec)
