@@ -57,9 +57,10 @@ def test_failures_retried_then_recorded(tmp_path, ray_local):
     assert len(df) == 2 * len(trials)
     # every attempt's error is kept, also for trials that succeeded on a retry
     errors = {h: json.loads(g["attempt_errors"].iloc[0]) for h, g in df.groupby("trial_hash")}
-    assert errors[trials[0].hash] == ["RuntimeError: fake failure of trial " + trials[0].hash] * 3
-    assert all(errors[t.hash] == ["RuntimeError: fake failure of attempt 0"] for t in trials[1:])
-    assert by_hash[trials[1].hash].attempt_errors == ("RuntimeError: fake failure of attempt 0",)
+    assert errors[trials[0].hash] == [f"attempt {i}: RuntimeError: fake failure of trial {trials[0].hash}"
+                                      for i in (1, 2, 3)]
+    assert all(errors[t.hash] == ["attempt 1: RuntimeError: fake failure of attempt 0"] for t in trials[1:])
+    assert by_hash[trials[1].hash].attempt_errors == ("attempt 1: RuntimeError: fake failure of attempt 0",)
 
 
 def test_killed_actor_is_retried(tmp_path, ray_local):
