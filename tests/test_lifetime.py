@@ -132,7 +132,9 @@ def test_guard_is_idempotent_and_tags_accumulate():
             "out = subprocess.run([sys.executable, '-c', 'from llm_emu.lifetime import guard_children, TAG_VAR; "
             "import os; t = guard_children(); print(os.environ[TAG_VAR])'], capture_output=True, text=True)\n"
             "print(a); print(out.stdout.strip())")
-    proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=30)
+    # a fresh owner: not this test process's own tag (an earlier test in the session may have set one)
+    env = {k: v for k, v in os.environ.items() if k != lifetime.TAG_VAR}
+    proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=30, env=env)
     assert proc.returncode == 0, proc.stderr
     outer, inner = proc.stdout.split()
     assert inner.split(",")[0] == outer and len(inner.split(",")) == 2  # a child owner adds its own tag

@@ -18,14 +18,15 @@ from orchestrator.trials import expand
 PROC = Path("/proc")
 DRIVER = """
 import sys
-from orchestrator.cli import run_sweep
+from orchestrator.pipeline import SweepOptions, run_sweep
 from orchestrator.spec import load_spec
 from orchestrator.testing import FakeRunner
 sys.path.insert(0, {tests!r})
 from sweep_factories import sweep_args
 spec = load_spec({spec!r})
 args = sweep_args({spec!r}, "-o", {out!r}, "--no-progress", "--no-report", "--num-cpus", "2")
-sys.exit(run_sweep(spec, args, FakeRunner(marker_dir={markers!r}, block_first_attempt_s=300, spawn_server=True)))
+sys.exit(run_sweep(spec, SweepOptions.from_args(args),
+                   FakeRunner(marker_dir={markers!r}, block_first_attempt_s=300, spawn_server=True)))
 """
 
 
