@@ -19,7 +19,7 @@ from llm_emu.reference.compare import (
     row_family_errors,
     signed_errors,
 )
-from llm_emu.reference.plan import ReplayOptions, ReplayPlan, plan_row
+from llm_emu.reference.plan import DEFAULT_PROFILE, ReplayOptions, ReplayPlan, plan_row
 from llm_emu.reference.replay import CLOCKS, replay
 from llm_emu.reference.rows import REFERENCE_CSV, ReferenceRow, load_reference
 
@@ -30,8 +30,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="row ids, source ids or GPUs to replay (default: every row)")
     parser.add_argument("--clock", choices=CLOCKS, default="virtual",
                         help="virtual: deterministic, independent of machine load (default); wall: real time")
-    parser.add_argument("--profile", default="aic-cal:{gpu}",
-                        help="profile template, {gpu} = the row's GPU (default %(default)s; aic:{gpu} = uncalibrated)")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE,
+                        help="profile template, {gpu} = the row's GPU (default %(default)s, aic:{gpu} where the "
+                             "GPU has no calibration; aic:{gpu} = uncalibrated)")
     parser.add_argument("--max-prompts", type=int, default=None,
                         help="cap requests per row (long constant-rate stages; listed as a deviation)")
     parser.add_argument("--prompts-per-slot", type=int, default=None,

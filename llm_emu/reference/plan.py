@@ -21,11 +21,14 @@ PROMPTS_PER_SLOT = 4
 MIN_E2E_SPANS = 4
 
 
+DEFAULT_PROFILE = "aic-cal:{gpu}"
+"""The replay's default profile template: the calibrated estimate where the GPU has a calibration."""
+
 @dataclass(frozen=True)
 class ReplayOptions:
     """Choices of one replay run that are not part of the reference rows."""
 
-    profile: str = "aic-cal:{gpu}"
+    profile: str = DEFAULT_PROFILE
     """Profile template; ``{gpu}`` becomes the row's GPU (e.g. "aic:{gpu}" for the uncalibrated estimate)."""
     max_prompts: int | None = None
     """Cap on requests of open-loop rows (None: as published), raised to MIN_E2E_SPANS published E2E latencies of
@@ -65,7 +68,15 @@ class ReplayPlan:
 
 
 def profile_for(row: ReferenceRow, template: str) -> str:
-    """The profile string of ``row`` under ``template`` (adds quant=fp8 for FP8-weight rows)."""
+    """The profile string of ``row`` under ``template`` (adds quant=fp8 for FP8-weight rows).
+
+    The default template, ``aic-cal:{gpu}``, falls back to the uncalibrated ``aic:{gpu}`` for a GPU that has no
+    calibration file (the report names the profile of every row)."""
+    if template == DEFAULT_PROFILE:
+        from llm_emu.oracle.calibration import available_calibrations
+
+        if row.gpu not in available_calibrations():
+            template = "aic:{gpu}"
     ref = template.format(gpu=row.gpu)
     if row.weight_quant and ref.startswith(("aic:", "aic-cal:")):
         ref += f",quant={row.weight_quant}"
