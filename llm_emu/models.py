@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,8 @@ def resolve_model(model: str) -> ResolvedModel:
     target = _package_file(meta["tokenizer"])
     if not tok_link.exists() or tok_link.resolve() != target.resolve():
         # Atomic: several processes (and venvs with their own copy of the package) may resolve at once.
-        tmp_link = dest / f".{meta['tokenizer_file']}.{os.getpid()}.tmp"
-        tmp_link.unlink(missing_ok=True)
+        # (a unique name per call: threads of one process resolve at once too)
+        tmp_link = dest / f".{meta['tokenizer_file']}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
         tmp_link.symlink_to(target)
         os.replace(tmp_link, tok_link)
     return ResolvedModel(model=str(dest), tokenizer=str(dest), tokenizer_mode="mistral", served_name=name)

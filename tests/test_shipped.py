@@ -29,3 +29,29 @@ def test_every_shipped_model_has_a_config_and_a_tokenizer_reference():
 def test_shipped_names_do_not_depend_on_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert model_config_path("tiny-llama") == MODELS_DIR / "tiny-llama" / "config.json"
+
+
+def test_resolving_a_model_from_many_threads_at_once(tmp_path, monkeypatch) -> None:
+    """Threads of one process resolve the same shipped model concurrently (a server start beside a client)."""
+    import threading
+
+    from llm_emu.models import resolve_model
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    link = Path(resolve_model("llama-3.1-8b").model) / "tokenizer.model.v3"
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(50):
+                link.unlink(missing_ok=True)  # every call re-creates the tokenizer link, all threads at once
+                resolve_model("llama-3.1-8b")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
