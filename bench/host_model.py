@@ -27,13 +27,14 @@ import json
 import re
 import sys
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from llm_emu.benchclient import Workload, run_benchmark
+from llm_emu.profile.features import StepFeatures
 from llm_emu.server import ServerProcess, ServerSpec
 from llm_emu.virtual.host import HostModel
 
@@ -55,15 +56,14 @@ def step_costs(steps: list[dict[str, Any]], lag: int) -> tuple[np.ndarray, np.nd
         gap = s["launched"] - prev["released"]
         if not 0 < gap < 0.05 or s.get("new_req_ids"):  # idle in between, or a new arrival's input work
             continue
-        reqs = s["num_prefill_reqs"] + s["num_decode_reqs"]
-        rows.append([1.0, reqs, s["num_prefill_tokens"]])
+        rows.append([1.0, _features(s).num_reqs, s["num_prefill_tokens"]])
         ys.append(gap)
     return np.asarray(rows), np.asarray(ys)
 
 
-def _step_cost(model: HostModel, s: dict[str, Any]) -> float:
-    reqs = s["num_prefill_reqs"] + s["num_decode_reqs"]
-    return model.step_base_s + model.step_per_req_s * reqs + model.step_per_token_s * s["num_prefill_tokens"]
+def _features(s: dict[str, Any]) -> StepFeatures:
+    """The batch composition of a traced step (the trace records every StepFeatures field)."""
+    return StepFeatures(**{f.name: s[f.name] for f in fields(StepFeatures)})
 
 
 def first_steps(steps: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
@@ -93,9 +93,9 @@ def fit(steps: list[dict[str, Any]], results: dict[str, dict[str, Any]], async_s
             # the request's first token is the last output of its first step (the engine lists new requests last),
             # so it left the API server behind every other output of that step
             outs.append(start + ttft - s["released"])
-            out_reqs.append(s["num_prefill_reqs"] + s["num_decode_reqs"])
+            out_reqs.append(_features(s).num_reqs)
             if run != "burst" and not any(lo <= start <= hi for lo, hi in launches):
-                ins.append(s["launched"] - start - _step_cost(step, s))
+                ins.append(s["launched"] - start - step.step_cost(_features(s)))
                 lens.append(plen)
     c = (np.linalg.lstsq(np.column_stack([np.ones(len(ins)), lens]), np.asarray(ins), rcond=None)[0]
          if len(ins) >= 3 else np.zeros(2))
@@ -120,7 +120,7 @@ def burst_intake(steps: list[dict[str, Any]], burst: dict[str, Any] | None,
     # the last request entered the scheduler between the launch before its first step and that step's launch
     last_seen = (launched[k - 1] + firsts[-1]) / 2 if k else firsts[-1]
     span = last_seen - firsts[0]
-    chunks = sum(s["num_prefill_reqs"] + s["num_decode_reqs"] for s in steps
+    chunks = sum(_features(s).num_reqs for s in steps
                  if firsts[0] <= s["released"] < last_seen)
     return max(0.0, (span - chunks * model.api_output_s) / (len(firsts) - 1))
 

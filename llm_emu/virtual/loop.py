@@ -62,6 +62,12 @@ class _State:
     api_free: float = 0.0
     """When the API server's event loop is next free (requests and chunks are served one at a time)."""
 
+    def take_api(self, at: float, busy_s: float) -> float:
+        """The API server takes a request or chunk that reaches it at ``at``: when it starts on it."""
+        start = max(at, self.api_free)
+        self.api_free = start + busy_s
+        return start
+
 
 class VirtualLoop:
     """Runs one benchmark run (a ``ClientRun``) through an in-process ``LLMEngine`` on a ``VirtualClock``."""
@@ -115,9 +121,8 @@ class VirtualLoop:
         out.start_time = at - state.t0
         rid = self._rid(key)
         state.streams[rid] = _Stream(output=out, sent=at, last=at)
-        taken = max(at, state.api_free)
-        state.api_free = taken + self.host.api_request_s
-        seen = taken + self.host.request_in(len(engine_input.get("prompt_token_ids") or ()))
+        prompt_len = len(engine_input.get("prompt_token_ids") or ())
+        seen = state.take_api(at, self.host.api_request_s) + self.host.request_in(prompt_len)
         heapq.heappush(state.to_engine, (seen, len(state.streams), rid, engine_input, params))
 
     def _drive(self, state: _State, arrivals: deque[tuple[float, int]], total: int, limit: int | None,
@@ -176,9 +181,8 @@ class VirtualLoop:
                 # streams fewer, larger chunks instead of falling further behind.
                 at = stream.last
             else:
-                stream.api_start = max(now, state.api_free)
-                state.api_free = stream.api_start + self.host.api_output_s
-                at = state.api_free + self.host.output_s
+                stream.api_start = state.take_api(now, self.host.api_output_s)
+                at = stream.api_start + self.host.api_output_s + self.host.output_s
                 if not stream.received:
                     stream.received = True
                     out.ttft = at - stream.sent
