@@ -29,7 +29,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", required=True,
                         help="profile pack dir, aic-cal:<gpu> (GPU-free estimate calibrated on public runs, e.g. "
                              "aic-cal:h100_sxm), aic:<gpu> (uncalibrated aiconfigurator estimate) or "
-                             f"formula:[k=v,...]. GPUs: {gpu_help()}")
+                             f"formula:[k=v,...]. GPUs: {gpu_help().replace('%', '%%')}")
     parser.add_argument("--model", default="llama-3.1-8b",
                         help="shipped model name (llm_emu/data/models), model dir or HF id (default %(default)s)")
     parser.add_argument("--oracle", default=None, help="latency oracle (default: the profile's own)")
