@@ -11,7 +11,8 @@ each skipped when its output exists (an interrupted run resumes with the same co
    ``--rates`` is given;
 3. `llm-emu validate --profile OUT/pack --rates ... --burstiness 1,0.25 --num-prompts 500 --repeats K
    --out OUT/validate` (both servers up, per cell real / emulated / real: the A/A noise floor; the
-   estimated duration is printed before it starts);
+   estimated duration is printed before it starts; ``--retime``: the device drift check, unless
+   ``--no-retime``);
 4. OUT/fidelity.md: the dated section for docs/FIDELITY.md (command, machine, load averages, capacity, error
    table, noise floor with verdicts, step-level accuracy); ``--docs FILE`` also replaces the section between
    the ``<!-- fidelity-run -->`` markers in FILE.
@@ -87,7 +88,9 @@ def docs_section(errors_md: str, command: str, meta: dict[str, str]) -> str:
         "```", command, "```", "", table, "",
         "Noise floor (real vs real, see \"Validation\" above). " + _section(errors_md, "Noise floor (real vs real)"),
         "Step latency per batch shape (all cells):", "",
-        _section(errors_md, "Step latency per batch shape (all cells)"), END, ""])
+        _section(errors_md, "Step latency per batch shape (all cells)"),
+        *(["Device drift check (`llm-emu validate --retime`): " + drift] if (drift := _section(
+            errors_md, "Device drift check (--retime)")) else []), END, ""])
 
 
 def replace_section(path: Path, section: str) -> None:
@@ -117,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sharegpt-prompts", type=int, default=300, help="ShareGPT prompts per capture rate")
     p.add_argument("--profile", default=None, help="use this pack instead of capturing one")
     p.add_argument("--quick-capture", action="store_true", help="capture with --quick (reduced run)")
+    p.add_argument("--no-retime", action="store_true", help="no device drift check (llm-emu validate --retime)")
     p.add_argument("--docs", default=None, help="also replace the marked section of this file (docs/FIDELITY.md)")
     args, vllm_args = p.parse_known_args(argv)
     out = (ROOT / args.out).resolve() if not Path(args.out).is_absolute() else Path(args.out)
@@ -135,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     val = out / "validate"
     validate = [*cli, "validate", "--profile", str(pack), "--model", args.model, "--rates", rates,
                 "--burstiness", args.burstiness, "--num-prompts", str(args.num_prompts), "--repeats",
-                str(args.repeats), "--out", str(val), *(["--capacity", str(cap)] if cap else []), *vllm_args]
+                str(args.repeats), "--out", str(val), *(["--capacity", str(cap)] if cap else []),
+                *([] if args.no_retime else ["--retime"]), *vllm_args]
     if not (val / "errors.md").is_file():
         _run(validate)
     meta["load_after"] = _load()

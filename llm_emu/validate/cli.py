@@ -51,6 +51,10 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-step-trace", action="store_true",
                         help="no step traces (real: the capture's recording worker; emulated: --trace), so no "
                              "step-level report")
+    parser.add_argument("--retime", action="store_true",
+                        help="after the runs, replay the emulated side in virtual time with the pack retimed to the "
+                             "device's speed measured in each cell (separates device drift from emulator error; "
+                             "needs the step traces)")
     ServerPinning.add_cli_args(parser)
 
 
@@ -117,6 +121,8 @@ def _check(args: argparse.Namespace) -> list[tuple[float, float]]:
         raise EmuError("no cells: give --rates and --burstiness")
     if args.repeats < 1:
         raise EmuError(f"--repeats {args.repeats} must be >= 1")
+    if getattr(args, "retime", False) and getattr(args, "no_step_trace", False):
+        raise EmuError("--retime measures the device's speed from the step traces; drop --no-step-trace")
     return cells
 
 
@@ -149,6 +155,14 @@ def main(args: argparse.Namespace) -> int:
             f"{'/'.join(map(str, meta['load_after']))}; {meta['seconds'] / 60:.0f} min.\n")
     text = report(out, f"llm-emu validate: {args.model}, {args.dataset}, {args.num_prompts} prompts/run", cmd,
                   profile=args.profile, preamble=load)
+    if getattr(args, "retime", False):
+        from llm_emu.validate.retime import section
+        from llm_emu.virtual.host import default_host
+
+        print("llm-emu validate: --retime: replaying the emulated side in virtual time", file=sys.stderr, flush=True)
+        extra = section(out, Path(args.profile), args.model, default_host())
+        text += "\n" + extra
+        (out / "errors.md").write_text((out / "errors.md").read_text() + "\n" + extra)
     print(text)
     print(f"llm-emu validate: done in {time.monotonic() - t0:.0f} s; results in {out}", file=sys.stderr)
     return 0

@@ -55,7 +55,7 @@ def _ordered(results: pd.DataFrame) -> pd.DataFrame:
     return results.sort_values(["burstiness", "rate"], ascending=[False, True], kind="stable")
 
 
-def _oracle(profile: str | None) -> Any | None:
+def pack_oracle(profile: str | None) -> Any | None:
     """The pack's own oracle (for the step report); None when there is no usable pack."""
     if not profile or not Path(profile).is_dir():
         return None
@@ -72,7 +72,7 @@ def report(out: Path, title: str, command: str = "", profile: str | None = None,
     results = _ordered(pd.read_parquet(out / "results.parquet"))
     errors = error_frame(results)
     atomic_write_parquet(out / "errors.parquet", errors)
-    steps, steps_md = step_report(out, results, _oracle(profile))
+    steps, steps_md = step_report(out, results, pack_oracle(profile))
     atomic_write_parquet(out / "step_errors.parquet", steps)
     ci = wide(errors, "err_ci95").astype(float) if not errors.empty else None
     md = [f"# {title}\n", *([f"```\n{command}\n```\n"] if command else []), *([preamble] if preamble else []),

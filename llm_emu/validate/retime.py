@@ -1,0 +1,235 @@
+"""Was it the emulator or the device? A validation's emulated side replayed at the device's measured speed.
+
+On a CPU "device" the speed of the real server is not constant: the same decode step of the same model can take
+4.4 ms in one half-minute and 7.7 ms in the next (other tenants of the host, frequency), and the host work
+between steps slows by the same factor. A pack captured in a fast period then makes the emulator look
+optimistic in every cell measured in a slow one, although it reproduces the pack exactly. This module separates
+the two:
+
+* ``device_speed``: per real run of a validation, its device time over what the pack's oracle expects for
+  the same steps (at each step's own features): 1.0 = the device ran as fast as when the pack was captured.
+* ``replay``: every cell of the validation run again through the emulator in virtual time (deterministic,
+  independent of this machine's load), once with the pack as captured and once *retimed*: every step latency
+  of the pack and every host term multiplied by the cell's measured device speed (the mean over its real runs).
+
+The retimed errors are what is left once the device's drift is taken out: the emulator's scheduling, queueing,
+batching and host model against real vLLM at the speed the device actually had. They use the real runs' step
+traces (one number per cell), so they are a diagnosis of a validation, not an independent check of the pack;
+the pack's own accuracy is the step-level table of the validation report.
+
+``python -m llm_emu.validate.retime OUT`` prints both tables for an existing validation directory.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from llm_emu.errors import EmuError
+from llm_emu.validate.errors import KIND_EMU, KIND_REAL
+from llm_emu.virtual.host import HostModel
+
+KIND_VIRTUAL = "virtual"
+"""Rows of the replay with the pack as captured."""
+KIND_RETIMED = "virtual-retimed"
+"""Rows of the replay with the pack and host terms at the device's measured speed."""
+MIN_STEPS = 50
+"""A real run with fewer traced steps gets no speed (its cell is replayed at the mean of the others)."""
+CELL = ["burstiness", "rate"]
+
+
+def device_speed(steps: pd.DataFrame, oracle: Any) -> pd.DataFrame:
+    """Per real run: ``speed`` = sum of measured / sum of expected step latencies, and ``n`` steps.
+
+    Args:
+        steps: attributed steps (``llm_emu.validate.steps.attribute``) of both sides.
+        oracle: the pack's latency oracle (``expected(StepFeatures)`` in seconds).
+    """
+    from llm_emu.validate.steps import FEATURES, oracle_errors
+
+    cols = [*CELL, "repeat", "run", "n", "speed"]
+    real = steps[steps["kind"] == KIND_REAL] if not steps.empty else steps
+    if real.empty:
+        return pd.DataFrame(columns=cols)
+    real = real[real["latency_s"] > 0].dropna(subset=FEATURES)
+    err = oracle_errors(real, oracle)  # 100 * (expected - measured) / measured
+    real = real.assign(expected=real["latency_s"].to_numpy() * (1.0 + err / 100.0))
+    real = real[np.isfinite(real["expected"]) & (real["expected"] > 0)]
+    rows = []
+    for (burst, rate, rep, run), g in real.groupby([*CELL, "repeat", "run"]):
+        # device time of the run / what the pack expects for the same steps: the mean step (what TPOT and
+        # throughput follow), slow outliers included
+        rows.append({"burstiness": burst, "rate": rate, "repeat": rep, "run": run, "n": len(g),
+                     "speed": float(g["latency_s"].sum() / g["expected"].sum()) if len(g) >= MIN_STEPS
+                     else float("nan")})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def cell_speeds(speeds: pd.DataFrame) -> dict[tuple[float, float], float]:
+    """(burstiness, rate) -> mean device speed of the cell's real runs (cells without one: the overall mean)."""
+    if speeds.empty or speeds["speed"].isna().all():
+        raise EmuError("no real step trace with enough steps to measure the device's speed; validate without "
+                       "--no-step-trace")
+    overall = float(speeds["speed"].mean())
+    return {(float(b), float(r)): float(g["speed"].mean()) if g["speed"].notna().any() else overall
+            for (b, r), g in speeds.groupby(CELL)}
+
+
+def scaled_host(host: HostModel, factor: float) -> HostModel:
+    """Every host time term multiplied by ``factor`` (the source line says so)."""
+    times = {f.name: getattr(host, f.name) * factor for f in fields(HostModel) if f.name != "source"}
+    return replace(host, **times, source=f"{host.source}, x{factor:.3f} (device speed)")
+
+
+def retimed_pack(pack_dir: Path, factor: float, dest: Path) -> Path:
+    """A copy of the pack at ``dest`` with every measured step latency multiplied by ``factor``."""
+    from llm_emu.profile.pack import ProfilePack, load_pack, save_pack
+
+    pack = load_pack(pack_dir)
+    steps = pack.steps.assign(latency_us=pack.steps["latency_us"] * factor)
+    prov = replace(pack.meta.provenance, method=f"{pack.meta.provenance.method}; step latencies x{factor:.4f}")
+    meta = replace(pack.meta, provenance=prov)
+    return save_pack(ProfilePack(meta=meta, steps=steps, requests=pack.requests), dest)
+
+
+def _validate_args(out: Path) -> dict[str, Any]:
+    """dataset, seed, emu_seed, vllm_args of the validation in ``out`` (from its recorded command line)."""
+    from llm_emu.validate.cli import add_cli_args
+
+    meta = json.loads((out / "validate.json").read_text()) if (out / "validate.json").is_file() else {}
+    argv = [a for a in meta.get("argv", [])]
+    if "validate" in argv:
+        argv = argv[argv.index("validate") + 1:]
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_cli_args(parser)
+    args, extra = parser.parse_known_args([*argv, "--profile", "x", "--out", "x"] if argv else
+                                          ["--profile", "x", "--out", "x"])
+    return {"dataset": args.dataset, "seed": args.seed, "emu_seed": args.emu_seed, "vllm_args": extra}
+
+
+def replay(out: Path, profile: Path, model: str, host: HostModel, *, retime: bool = True,
+           work: Path | None = None) -> pd.DataFrame:
+    """Virtual-time rows (vLLM's result keys plus kind/burstiness/rate/repeat/run/speed) for every cell."""
+    from llm_emu.benchclient import Workload
+    from llm_emu.validate.report import pack_oracle
+    from llm_emu.validate.steps import attribute, load_steps
+    from llm_emu.virtual import VirtualCell, run_virtual_cells
+
+    results = pd.read_parquet(out / "results.parquet")
+    real = results[results["kind"] == KIND_REAL]
+    if real.empty:
+        raise EmuError(f"{out}: no real runs in results.parquet; run `llm-emu validate` first")
+    va = _validate_args(out)
+    cells = sorted({(float(b), float(r), int(n)) for b, r, n in
+                    real[["burstiness", "rate", "num_prompts"]].itertuples(index=False)})
+    work = work or out / "retime"
+    # (kind, device speed, cells): one runner for the pack as captured, one per cell retimed (its own pack)
+    jobs: list[tuple[str, float, list[tuple[float, float, int]]]] = [(KIND_VIRTUAL, 1.0, cells)]
+    if retime:
+        speeds = cell_speeds(device_speed(attribute(load_steps(out), results), pack_oracle(str(profile))))
+        jobs += [(KIND_RETIMED, speeds[(b, r)], [(b, r, n)]) for b, r, n in cells if (b, r) in speeds]
+    rows = []
+    for kind, factor, group in jobs:
+        retimed = kind == KIND_RETIMED
+        prof = retimed_pack(profile, factor, work / f"pack-x{factor:.4f}") if retimed else profile
+        vcells = [VirtualCell(Workload(dataset=va["dataset"], num_prompts=n, request_rate=r, burstiness=b,
+                                       seed=va["seed"])) for b, r, n in group]
+        print(f"llm-emu retime: {kind} x{factor:.3f}: {len(vcells)} cell(s) in virtual time", file=sys.stderr,
+              flush=True)
+        res = run_virtual_cells(model, str(prof), va["vllm_args"], vcells, seed=va["emu_seed"],
+                                host=scaled_host(host, factor) if retimed else host,
+                                out_dir=work / f"{kind}-x{factor:.4f}")
+        for (b, r, _), x in zip(group, res, strict=True):
+            rows.append({**{k: v for k, v in x.items() if not isinstance(v, (list, dict))},
+                         "kind": kind, "burstiness": b, "rate": r, "repeat": 0, "run": 0, "speed": factor})
+    return pd.DataFrame(rows)
+
+
+def tables(out: Path, virtual: pd.DataFrame, wall: bool = True) -> str:
+    """Markdown: device speed per cell, then the error tables of wall (``wall``), virtual and retimed emulation."""
+    from llm_emu.validate.errors import error_frame
+    from llm_emu.validate.tables import error_table, markdown_table
+
+    results = pd.read_parquet(out / "results.parquet")
+    real = results[results["kind"] == KIND_REAL]
+    parts = []
+    if KIND_RETIMED in set(virtual.get("kind", [])):
+        sp = virtual[virtual["kind"] == KIND_RETIMED].sort_values(CELL)
+        from llm_emu.validate.tables import cell_label
+
+        head = "| cell | " + " | ".join(cell_label(b, r) for b, r in sp[CELL].itertuples(index=False)) + " |"
+        parts.append("Device speed during each cell (real device time / the pack's for the same steps, mean of "
+                     "the cell's real runs):\n\n" + head + "\n|---|" + "---:|" * len(sp) + "\n| speed | "
+                     + " | ".join(f"{x:.3f}" for x in sp["speed"]) + " |\n")
+    for kind, title in ((KIND_EMU if wall else "", "Emulated in wall-clock time (the validation's own emulated runs)"),
+                        (KIND_VIRTUAL, "Emulated in virtual time, pack as captured"),
+                        (KIND_RETIMED, "Emulated in virtual time, pack and host terms at the device's measured "
+                                       "speed")):
+        if not kind:
+            continue
+        emu = results[results["kind"] == KIND_EMU] if kind == KIND_EMU else \
+            virtual[virtual.get("kind", pd.Series(dtype=str)) == kind].assign(kind=KIND_EMU)
+        if emu.empty:
+            continue
+        frame = error_frame(pd.concat([real, emu], ignore_index=True))
+        parts.append(f"{title}, signed % error vs real:\n\n{markdown_table(error_table(frame))}")
+    return "\n".join(parts)
+
+
+SECTION = "## Device drift check (--retime)"
+
+
+def section(out: Path, profile: Path, model: str, host: HostModel) -> str:
+    """Replay ``out`` (``replay``), save ``retime.parquet`` and return the report section (markdown)."""
+    virtual = replay(out, profile, model, host)
+    virtual.to_parquet(out / "retime.parquet")
+    return (f"{SECTION}\n\nThe emulated side replayed in virtual time (host model: {host.source}): with the pack as "
+            "captured, and with the pack's step latencies and the host terms multiplied by the device's measured "
+            "speed during the cell. Errors that vanish when retimed come from the device running at another "
+            "speed than when the pack was captured, not from the emulator (`llm_emu.validate.retime`).\n\n"
+            + tables(out, virtual, wall=False))
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    from llm_emu.virtual.host import resolve_host
+
+    parser = argparse.ArgumentParser(prog="python -m llm_emu.validate.retime", description=__doc__.split("\n")[0])
+    parser.add_argument("out", help="a validation directory (llm-emu validate --out)")
+    parser.add_argument("--profile", default=None, help="the validation's pack (default: from validate.json)")
+    parser.add_argument("--model", default=None, help="the validation's model (default: from validate.json)")
+    parser.add_argument("--host", default=None, help="host model JSON, 'default' or 'none' (default: shipped)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    meta = json.loads((out / "validate.json").read_text()) if (out / "validate.json").is_file() else {}
+    recorded = meta.get("argv", [])
+
+    def flag(name: str) -> str | None:
+        return recorded[recorded.index(name) + 1] if name in recorded[:-1] else None
+
+    profile = args.profile or flag("--profile")
+    model = args.model or flag("--model") or "tiny-llama"
+    if not profile:
+        raise SystemExit("llm-emu retime: the validation's pack is unknown; pass --profile PACK_DIR")
+    try:
+        virtual = replay(out, Path(profile), model, resolve_host(args.host))
+    except EmuError as exc:
+        raise SystemExit(f"llm-emu retime: {exc}") from None
+    virtual.to_parquet(out / "retime.parquet")
+    print(f"python -m llm_emu.validate.retime {shlex.join(argv)}\n")
+    print(tables(out, virtual))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
