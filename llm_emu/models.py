@@ -85,7 +85,11 @@ def resolve_model(model: str) -> ResolvedModel:
         atomic_write_text(dest / "config.json", config)
     tok_link = dest / meta["tokenizer_file"]
     target = _package_file(meta["tokenizer"])
-    if not tok_link.exists() or tok_link.resolve() != target.resolve():
+    try:  # one system call: another thread or process may replace or remove the link at any moment
+        current: str | None = os.readlink(tok_link)
+    except OSError:
+        current = None
+    if current != str(target):
         # Atomic: several processes (and venvs with their own copy of the package) may resolve at once.
         # (a unique name per call: threads of one process resolve at once too)
         tmp_link = dest / f".{meta['tokenizer_file']}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
