@@ -20,6 +20,9 @@ import os
 import sys
 import time
 
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread, on the pinned core: set before numpy loads BLAS
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import numpy as np
 
 
@@ -52,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     cpu = args.cpu if args.cpu is not None else (os.cpu_count() or 1) - 1
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     a = np.random.default_rng(0).standard_normal((160, 160)).astype(np.float32) * 0.05
     for _ in range(50):
         work_unit(a, 20000)
