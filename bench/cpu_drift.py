@@ -25,15 +25,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 
-
-def _steal_s() -> float:
-    """Steal time of all CPUs so far (seconds), 0 where /proc/stat has no such column."""
-    try:
-        with open("/proc/stat") as f:
-            cols = f.readline().split()
-        return int(cols[8]) / os.sysconf("SC_CLK_TCK") if len(cols) > 8 else 0.0
-    except (OSError, ValueError):
-        return 0.0
+from llm_emu.validate.runner import steal_seconds
 
 
 def work_unit(a: np.ndarray, n_py: int) -> float:
@@ -59,14 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(50):
         work_unit(a, 20000)
     times: list[tuple[float, float, float]] = []
-    steal: list[tuple[float, float]] = [(time.monotonic(), _steal_s())]
+    steal: list[tuple[float, float]] = [(time.monotonic(), steal_seconds())]
     t0 = time.monotonic()
     while (now := time.monotonic()) - t0 < args.seconds:
         c0, w0 = time.thread_time(), time.perf_counter()
         work_unit(a, 20000)
         times.append((now - t0, time.perf_counter() - w0, time.thread_time() - c0))
         if now - steal[-1][0] >= args.window:
-            steal.append((now, _steal_s()))
+            steal.append((now, steal_seconds()))
     t = np.array(times)
     overall = float(np.median(t[:, 1]))
     print(f"cpu_drift: core {cpu}, {len(t)} work units of {overall * 1e3:.2f} ms (median wall time) in "

@@ -8,6 +8,8 @@ the two:
 
 * ``device_speed``: per real run of a validation, its device time over what the pack's oracle expects for
   the same steps (at each step's own features): 1.0 = the device ran as fast as when the pack was captured.
+  It holds the device's drift and the pack's mean error at the cell's mix of batch shapes together; the
+  per-bucket oracle errors of the step report tell them apart (a drift moves every bucket alike).
 * ``replay``: every cell of the validation run again through the emulator in virtual time (deterministic,
   independent of this machine's load), once with the pack as captured and once *retimed*: every step latency
   of the pack and every host term multiplied by the cell's measured device speed (the mean over its real runs).
@@ -167,9 +169,14 @@ def tables(out: Path, virtual: pd.DataFrame, wall: bool = True) -> str:
         from llm_emu.validate.tables import cell_label
 
         head = "| cell | " + " | ".join(cell_label(b, r) for b, r in sp[CELL].itertuples(index=False)) + " |"
-        parts.append("Device speed during each cell (real device time / the pack's for the same steps, mean of "
-                     "the cell's real runs):\n\n" + head + "\n|---|" + "---:|" * len(sp) + "\n| speed | "
-                     + " | ".join(f"{x:.3f}" for x in sp["speed"]) + " |\n")
+        rows = "| speed | " + " | ".join(f"{x:.3f}" for x in sp["speed"]) + " |\n"
+        if "steal_s" in real.columns:
+            steal = real.groupby(CELL)["steal_s"].sum()
+            rows += "| steal s (real runs) | " + " | ".join(
+                f"{steal.get((b, r), float('nan')):.1f}" for b, r in sp[CELL].itertuples(index=False)) + " |\n"
+        parts.append("Device speed during each cell (real device time / what the pack expects for the same steps, "
+                     "mean of the cell's real runs; steal: CPU time the hypervisor gave to other guests during "
+                     "them):\n\n" + head + "\n|---|" + "---:|" * len(sp) + "\n" + rows)
     for kind, title in ((KIND_EMU if wall else "", "Emulated in wall-clock time (the validation's own emulated runs)"),
                         (KIND_VIRTUAL, "Emulated in virtual time, pack as captured"),
                         (KIND_RETIMED, "Emulated in virtual time, pack and host terms at the device's measured "

@@ -14,6 +14,7 @@ Each run's row in ``results.parquet`` carries vLLM's metric keys, vLLM's own req
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -36,13 +37,28 @@ def timed_benchmark(base_url: str, model: str, workload: Any, **kwargs: Any) -> 
     """vLLM's benchmark client plus the run's time window and vLLM's request timing from ``/metrics``."""
     from llm_emu.benchclient import run_benchmark
 
-    wall0, mono0 = time.time(), time.monotonic()
+    wall0, mono0, steal0 = time.time(), time.monotonic(), steal_seconds()
     before = server_metrics.scrape(base_url)
     result = run_benchmark(base_url, model, workload, **kwargs)
     time.sleep(0.05)  # the API server records a finished request's stats just after its last chunk
     result.update(server_metrics.cell_means(before, server_metrics.scrape(base_url)))
-    result.update(t_wall_start=wall0, t_wall_end=time.time(), t_mono_start=mono0, t_mono_end=time.monotonic())
+    result.update(t_wall_start=wall0, t_wall_end=time.time(), t_mono_start=mono0, t_mono_end=time.monotonic(),
+                  steal_s=steal_seconds() - steal0)
     return result
+
+
+def steal_seconds(stat: str = "/proc/stat") -> float:
+    """CPU time the hypervisor gave to other guests so far, all CPUs (s); NaN where the kernel does not say.
+
+    A run during which this grows was measured on a shared host that took cycles away: a slow device there
+    may be the neighbours, not the server (``validate --retime`` shows the device's speed per cell).
+    """
+    try:
+        with open(stat) as f:
+            cols = f.readline().split()
+        return int(cols[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def measure_loop() -> Any:
