@@ -81,7 +81,7 @@ def docs_section(errors_md: str, command: str, meta: dict[str, str]) -> str:
     """The dated section for docs/FIDELITY.md from a validation's errors.md."""
     table = errors_md.split("```\n", 2)[-1].split("\n## ", 1)[0].strip()
     return "\n".join([
-        BEGIN, f"### Full run {meta['date']}", "",
+        BEGIN, f"### Run {meta['date']}: {meta['what']}", "",
         f"Machine: {meta['cpu']}; load average (1/5/15 min) before {meta['load_before']}, after "
         f"{meta['load_after']}. Capacity of the real server (saturated ShareGPT request throughput in the "
         f"capture): {meta['capacity']} req/s. Wall time: {meta['wall']}.", "",
@@ -144,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     if not (val / "errors.md").is_file():
         _run(validate)
     meta["load_after"] = _load()
+    patterns = " and ".join("Poisson" if float(b) == 1 else f"bursty (gamma {b})" for b in args.burstiness.split(","))
+    meta["what"] = (f"{len(rates.split(','))} rates, {patterns}, {args.num_prompts} prompts per run"
+                    + (f", vLLM flags `{shlex.join(vllm_args)}`" if vllm_args else "")
+                    + (", quick capture" if args.quick_capture else ""))
     meta["wall"] = f"{(time.monotonic() - t0) / 60:.0f} min"
     command = "python bench/fidelity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     section = docs_section((val / "errors.md").read_text(), command + "\n# = llm-emu " + shlex.join(validate[3:]), meta)

@@ -165,7 +165,7 @@ def tables(out: Path, virtual: pd.DataFrame, wall: bool = True) -> str:
     real = results[results["kind"] == KIND_REAL]
     parts = []
     if KIND_RETIMED in set(virtual.get("kind", [])):
-        sp = virtual[virtual["kind"] == KIND_RETIMED].sort_values(CELL)
+        sp = virtual[virtual["kind"] == KIND_RETIMED].sort_values(CELL, ascending=[False, True])  # as the tables
         from llm_emu.validate.tables import cell_label
 
         head = "| cell | " + " | ".join(cell_label(b, r) for b, r in sp[CELL].itertuples(index=False)) + " |"
