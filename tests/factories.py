@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -12,6 +14,24 @@ from llm_emu.profile.features import STEP_COLUMNS
 from llm_emu.profile.pack import DeviceInfo, EngineSettings, ProfileMeta, ProfilePack, Provenance
 
 LLAMA_8B = json.loads((MODELS_DIR / "llama-3.1-8b" / "config.json").read_text())
+
+
+def run_in_threads(work: Callable[[], None], n: int) -> list[BaseException]:
+    """Run ``work`` in ``n`` threads at once; the exceptions they raised (none: an empty list)."""
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 def linear_latency_us(p: np.ndarray, d: np.ndarray, kv: np.ndarray) -> np.ndarray:

@@ -33,25 +33,16 @@ def test_shipped_names_do_not_depend_on_the_working_directory(tmp_path, monkeypa
 
 def test_resolving_a_model_from_many_threads_at_once(tmp_path, monkeypatch) -> None:
     """Threads of one process resolve the same shipped model concurrently (a server start beside a client)."""
-    import threading
-
     from llm_emu.models import resolve_model
+    from tests.factories import run_in_threads
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     link = Path(resolve_model("llama-3.1-8b").model) / "tokenizer.model.v3"
-    errors: list[BaseException] = []
 
     def work() -> None:
-        try:
-            for _ in range(50):
-                link.unlink(missing_ok=True)  # every call re-creates the tokenizer link, all threads at once
-                resolve_model("llama-3.1-8b")
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(50):
+            link.unlink(missing_ok=True)  # every call re-creates the tokenizer link, all threads at once
+            resolve_model("llama-3.1-8b")
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_in_threads(work, 8)
     assert not errors, errors

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import threading
 
 import pytest
 
 from llm_emu.oracle import available_oracles, create_oracle
 from llm_emu.profile.features import StepFeatures
 from llm_emu.profile.resolve import resolve_profile
-from tests.factories import LLAMA_8B, make_pack
+from tests.factories import LLAMA_8B, make_pack, run_in_threads
 
 pytestmark = pytest.mark.window  # runs on every vLLM release of the version window (scripts/version_window.sh)
 
@@ -56,21 +55,13 @@ def test_deterministic_under_a_seed(oracle_name: str) -> None:
 
 def test_thread_safe(oracle_name: str) -> None:
     oracle = create_oracle(_pack(oracle_name), seed=0)
-    errors: list[BaseException] = []
     values: list[float] = []
 
     def work() -> None:
-        try:
-            for q in QUERIES * 20:
-                values.append(oracle.sample(q))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for q in QUERIES * 20:
+            values.append(oracle.sample(q))
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_in_threads(work, 4)
     assert not errors
     assert len(values) == 4 * 20 * len(QUERIES) and all(v >= 0 for v in values)
 
