@@ -20,7 +20,7 @@ from typing import Any
 
 from llm_emu.capture.cpuset import ServerPinning
 from llm_emu.errors import EmuError
-from llm_emu.fsutil import atomic_write_json
+from llm_emu.fsutil import atomic_write_json, atomic_write_text
 from llm_emu.validate.errors import KIND_EMU, KIND_REAL
 from llm_emu.validate.plan import PlannedRun, describe, schedule
 from llm_emu.validate.report import report
@@ -162,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
         print("llm-emu validate: --retime: replaying the emulated side in virtual time", file=sys.stderr, flush=True)
         extra = section(out, Path(args.profile), args.model, default_host())
         text += "\n" + extra
-        (out / "errors.md").write_text((out / "errors.md").read_text() + "\n" + extra)
+        atomic_write_text(out / "errors.md", (out / "errors.md").read_text() + "\n" + extra)
     print(text)
     print(f"llm-emu validate: done in {time.monotonic() - t0:.0f} s; results in {out}", file=sys.stderr)
     return 0

@@ -24,6 +24,7 @@ the pack's own accuracy is the step-level table of the validation report.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import sys
@@ -45,6 +46,8 @@ KIND_RETIMED = "virtual-retimed"
 MIN_STEPS = 50
 """A real run with fewer traced steps gets no speed (its cell is replayed at the mean of the others)."""
 CELL = ["burstiness", "rate"]
+RESULTS = "retime.parquet"
+"""The replay's rows in the validation directory."""
 
 
 def device_speed(steps: pd.DataFrame, oracle: Any) -> pd.DataFrame:
@@ -54,15 +57,14 @@ def device_speed(steps: pd.DataFrame, oracle: Any) -> pd.DataFrame:
         steps: attributed steps (``llm_emu.validate.steps.attribute``) of both sides.
         oracle: the pack's latency oracle (``expected(StepFeatures)`` in seconds).
     """
-    from llm_emu.validate.steps import FEATURES, oracle_errors
+    from llm_emu.validate.steps import FEATURES, oracle_expected
 
     cols = [*CELL, "repeat", "run", "n", "speed"]
     real = steps[steps["kind"] == KIND_REAL] if not steps.empty else steps
     if real.empty:
         return pd.DataFrame(columns=cols)
     real = real[real["latency_s"] > 0].dropna(subset=FEATURES)
-    err = oracle_errors(real, oracle)  # 100 * (expected - measured) / measured
-    real = real.assign(expected=real["latency_s"].to_numpy() * (1.0 + err / 100.0))
+    real = real.assign(expected=oracle_expected(real, oracle))
     real = real[np.isfinite(real["expected"]) & (real["expected"] > 0)]
     rows = []
     for (burst, rate, rep, run), g in real.groupby([*CELL, "repeat", "run"]):
@@ -101,31 +103,32 @@ def retimed_pack(pack_dir: Path, factor: float, dest: Path) -> Path:
     return save_pack(ProfilePack(meta=meta, steps=steps, requests=pack.requests), dest)
 
 
-def _validate_args(out: Path) -> dict[str, Any]:
-    """dataset, seed, emu_seed, vllm_args of the validation in ``out`` (from its recorded command line)."""
+def _validate_args(out: Path) -> argparse.Namespace:
+    """The validation's own arguments (its recorded command line in ``validate.json``); ``vllm_args``: the
+    `vllm serve` flags it passed to both servers."""
     from llm_emu.validate.cli import add_cli_args
 
     meta = json.loads((out / "validate.json").read_text()) if (out / "validate.json").is_file() else {}
-    argv = [a for a in meta.get("argv", [])]
-    if "validate" in argv:
-        argv = argv[argv.index("validate") + 1:]
-    import argparse
-
+    argv: list[str] = meta.get("argv", [])
+    argv = argv[argv.index("validate") + 1:] if "validate" in argv else []
     parser = argparse.ArgumentParser(add_help=False)
     add_cli_args(parser)
-    args, extra = parser.parse_known_args([*argv, "--profile", "x", "--out", "x"] if argv else
-                                          ["--profile", "x", "--out", "x"])
-    return {"dataset": args.dataset, "seed": args.seed, "emu_seed": args.emu_seed, "vllm_args": extra}
+    # --profile/--out are required by the parser; the recorded ones (last wins) replace these placeholders
+    args, extra = parser.parse_known_args(["--profile", "", "--out", "", *argv])
+    args.vllm_args = extra
+    return args
 
 
 def replay(out: Path, profile: Path, model: str, host: HostModel, *, retime: bool = True,
            work: Path | None = None) -> pd.DataFrame:
     """Virtual-time rows (vLLM's result keys plus kind/burstiness/rate/repeat/run/speed) for every cell."""
-    from llm_emu.benchclient import Workload
+    from llm_emu.benchclient import Workload, scalar_part
     from llm_emu.validate.report import pack_oracle
     from llm_emu.validate.steps import attribute, load_steps
     from llm_emu.virtual import VirtualCell, run_virtual_cells
 
+    if not (out / "results.parquet").is_file():
+        raise EmuError(f"{out} has no results.parquet; give the --out directory of an `llm-emu validate` run")
     results = pd.read_parquet(out / "results.parquet")
     real = results[results["kind"] == KIND_REAL]
     if real.empty:
@@ -143,16 +146,16 @@ def replay(out: Path, profile: Path, model: str, host: HostModel, *, retime: boo
     for kind, factor, group in jobs:
         retimed = kind == KIND_RETIMED
         prof = retimed_pack(profile, factor, work / f"pack-x{factor:.4f}") if retimed else profile
-        vcells = [VirtualCell(Workload(dataset=va["dataset"], num_prompts=n, request_rate=r, burstiness=b,
-                                       seed=va["seed"])) for b, r, n in group]
+        vcells = [VirtualCell(Workload(dataset=va.dataset, num_prompts=n, request_rate=r, burstiness=b,
+                                       seed=va.seed)) for b, r, n in group]
         print(f"llm-emu retime: {kind} x{factor:.3f}: {len(vcells)} cell(s) in virtual time", file=sys.stderr,
               flush=True)
-        res = run_virtual_cells(model, str(prof), va["vllm_args"], vcells, seed=va["emu_seed"],
+        res = run_virtual_cells(model, str(prof), va.vllm_args, vcells, seed=va.emu_seed,
                                 host=scaled_host(host, factor) if retimed else host,
                                 out_dir=work / f"{kind}-x{factor:.4f}")
         for (b, r, _), x in zip(group, res, strict=True):
-            rows.append({**{k: v for k, v in x.items() if not isinstance(v, (list, dict))},
-                         "kind": kind, "burstiness": b, "rate": r, "repeat": 0, "run": 0, "speed": factor})
+            rows.append({**scalar_part(x), "kind": kind, "burstiness": b, "rate": r, "repeat": 0, "run": 0,
+                         "speed": factor})
     return pd.DataFrame(rows)
 
 
@@ -177,14 +180,14 @@ def tables(out: Path, virtual: pd.DataFrame, wall: bool = True) -> str:
         parts.append("Device speed during each cell (real device time / what the pack expects for the same steps, "
                      "mean of the cell's real runs; steal: CPU time the hypervisor gave to other guests during "
                      "them):\n\n" + head + "\n|---|" + "---:|" * len(sp) + "\n" + rows)
-    for kind, title in ((KIND_EMU if wall else "", "Emulated in wall-clock time (the validation's own emulated runs)"),
-                        (KIND_VIRTUAL, "Emulated in virtual time, pack as captured"),
+    wall_rows = results[results["kind"] == KIND_EMU]
+    emulated = [("Emulated in wall-clock time (the validation's own emulated runs)", wall_rows)] if wall else []
+    for kind, title in ((KIND_VIRTUAL, "Emulated in virtual time, pack as captured"),
                         (KIND_RETIMED, "Emulated in virtual time, pack and host terms at the device's measured "
                                        "speed")):
-        if not kind:
-            continue
-        emu = results[results["kind"] == KIND_EMU] if kind == KIND_EMU else \
-            virtual[virtual.get("kind", pd.Series(dtype=str)) == kind].assign(kind=KIND_EMU)
+        if "kind" in virtual.columns:
+            emulated.append((title, virtual[virtual["kind"] == kind].assign(kind=KIND_EMU)))
+    for title, emu in emulated:
         if emu.empty:
             continue
         frame = error_frame(pd.concat([real, emu], ignore_index=True))
@@ -195,10 +198,17 @@ def tables(out: Path, virtual: pd.DataFrame, wall: bool = True) -> str:
 SECTION = "## Device drift check (--retime)"
 
 
+def _replay_and_save(out: Path, profile: Path, model: str, host: HostModel) -> pd.DataFrame:
+    from llm_emu.fsutil import atomic_write_parquet
+
+    virtual = replay(out, profile, model, host)
+    atomic_write_parquet(out / RESULTS, virtual)
+    return virtual
+
+
 def section(out: Path, profile: Path, model: str, host: HostModel) -> str:
     """Replay ``out`` (``replay``), save ``retime.parquet`` and return the report section (markdown)."""
-    virtual = replay(out, profile, model, host)
-    virtual.to_parquet(out / "retime.parquet")
+    virtual = _replay_and_save(out, profile, model, host)
     return (f"{SECTION}\n\nThe emulated side replayed in virtual time (host model: {host.source}): with the pack as "
             "captured, and with the pack's step latencies and the host terms multiplied by the device's measured "
             "speed during the cell. Errors that vanish when retimed come from the device running at another "
@@ -207,8 +217,6 @@ def section(out: Path, profile: Path, model: str, host: HostModel) -> str:
 
 
 def main(argv: list[str]) -> int:
-    import argparse
-
     from llm_emu.virtual.host import resolve_host
 
     parser = argparse.ArgumentParser(prog="python -m llm_emu.validate.retime", description=__doc__.split("\n")[0])
@@ -218,21 +226,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default=None, help="host model JSON, 'default' or 'none' (default: shipped)")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    meta = json.loads((out / "validate.json").read_text()) if (out / "validate.json").is_file() else {}
-    recorded = meta.get("argv", [])
-
-    def flag(name: str) -> str | None:
-        return recorded[recorded.index(name) + 1] if name in recorded[:-1] else None
-
-    profile = args.profile or flag("--profile")
-    model = args.model or flag("--model") or "tiny-llama"
+    recorded = _validate_args(out)
+    profile = args.profile or recorded.profile
+    model = args.model or recorded.model
     if not profile:
         raise SystemExit("llm-emu retime: the validation's pack is unknown; pass --profile PACK_DIR")
     try:
-        virtual = replay(out, Path(profile), model, resolve_host(args.host))
+        virtual = _replay_and_save(out, Path(profile), model, resolve_host(args.host))
     except EmuError as exc:
         raise SystemExit(f"llm-emu retime: {exc}") from None
-    virtual.to_parquet(out / "retime.parquet")
     print(f"python -m llm_emu.validate.retime {shlex.join(argv)}\n")
     print(tables(out, virtual))
     return 0

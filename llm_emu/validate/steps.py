@@ -102,10 +102,15 @@ def bucket(steps: pd.DataFrame) -> pd.Series:
     return pd.Series([f"{p} {d}" for p, d in zip(pre, dec, strict=True)], index=steps.index)
 
 
+def oracle_expected(real: pd.DataFrame, oracle: Any) -> np.ndarray:
+    """Per real step: ``oracle.expected(features)`` (seconds) at the step's own features."""
+    feats = real[FEATURES].to_numpy(dtype=np.int64)
+    return np.array([oracle.expected(StepFeatures(*map(int, f))) for f in feats], dtype=float)
+
+
 def oracle_errors(real: pd.DataFrame, oracle: Any) -> np.ndarray:
     """Per real step: ``100 * (oracle.expected(features) - measured) / measured``."""
-    feats = real[FEATURES].to_numpy(dtype=np.int64)
-    exp = np.array([oracle.expected(StepFeatures(*map(int, f))) for f in feats], dtype=float)
+    exp = oracle_expected(real, oracle)
     lat = real["latency_s"].to_numpy(dtype=float)
     return 100.0 * (exp - lat) / np.where(lat > 0, lat, np.nan)
 
