@@ -25,6 +25,9 @@ from llm_emu.validate.errors import KIND_EMU, KIND_REAL
 from llm_emu.validate.plan import PlannedRun, describe, schedule
 from llm_emu.validate.report import report
 
+RETIME_HOST_HELP = ("replay's host model: 'trace' (default: fitted on this validation's own emulated runs, saved as "
+                    "host-fit.json), 'default' (the shipped model), 'none' or a JSON file")
+
 
 def _floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
@@ -55,6 +58,8 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="after the runs, replay the emulated side in virtual time with the pack retimed to the "
                              "device's speed measured in each cell (separates device drift from emulator error; "
                              "needs the step traces)")
+    parser.add_argument("--retime-host", default="trace",
+                        help="with --retime: the " + RETIME_HOST_HELP)
     ServerPinning.add_cli_args(parser)
 
 
@@ -156,11 +161,10 @@ def main(args: argparse.Namespace) -> int:
     text = report(out, f"llm-emu validate: {args.model}, {args.dataset}, {args.num_prompts} prompts/run", cmd,
                   profile=args.profile, preamble=load)
     if getattr(args, "retime", False):
-        from llm_emu.validate.retime import section
-        from llm_emu.virtual.host import default_host
+        from llm_emu.validate.retime import host_for, section
 
         print("llm-emu validate: --retime: replaying the emulated side in virtual time", file=sys.stderr, flush=True)
-        extra = section(out, Path(args.profile), args.model, default_host())
+        extra = section(out, Path(args.profile), args.model, host_for(out, args.retime_host))
         text += "\n" + extra
         atomic_write_text(out / "errors.md", (out / "errors.md").read_text() + "\n" + extra)
     print(text)

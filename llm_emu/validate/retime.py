@@ -216,14 +216,33 @@ def section(out: Path, profile: Path, model: str, host: HostModel) -> str:
             + tables(out, virtual, wall=False))
 
 
+HOST_FIT = "host-fit.json"
+"""The host model fitted on the validation's own emulated runs (``--host trace``)."""
+
+
+def host_for(out: Path, ref: str | None) -> HostModel:
+    """The replay's host model: ``trace``/None fits it on ``out``'s emulated runs (saved as host-fit.json),
+    anything else goes to ``resolve_host``."""
+    from llm_emu.fsutil import atomic_write_text
+    from llm_emu.virtual.host import default_host, resolve_host
+    from llm_emu.virtual.hostfit import from_validation
+
+    if ref not in (None, "trace"):
+        return resolve_host(ref)
+    model = from_validation(out, default_host())
+    atomic_write_text(out / HOST_FIT, model.to_json() + "\n")
+    return model
+
+
 def main(argv: list[str]) -> int:
-    from llm_emu.virtual.host import resolve_host
+    from llm_emu.validate.cli import RETIME_HOST_HELP
+
 
     parser = argparse.ArgumentParser(prog="python -m llm_emu.validate.retime", description=__doc__.split("\n")[0])
     parser.add_argument("out", help="a validation directory (llm-emu validate --out)")
     parser.add_argument("--profile", default=None, help="the validation's pack (default: from validate.json)")
     parser.add_argument("--model", default=None, help="the validation's model (default: from validate.json)")
-    parser.add_argument("--host", default=None, help="host model JSON, 'default' or 'none' (default: shipped)")
+    parser.add_argument("--host", default="trace", help="the " + RETIME_HOST_HELP)
     args = parser.parse_args(argv)
     out = Path(args.out)
     recorded = _validate_args(out)
@@ -232,7 +251,7 @@ def main(argv: list[str]) -> int:
     if not profile:
         raise SystemExit("llm-emu retime: the validation's pack is unknown; pass --profile PACK_DIR")
     try:
-        virtual = _replay_and_save(out, Path(profile), model, resolve_host(args.host))
+        virtual = _replay_and_save(out, Path(profile), model, host_for(out, args.host))
     except EmuError as exc:
         raise SystemExit(f"llm-emu retime: {exc}") from None
     print(f"python -m llm_emu.validate.retime {shlex.join(argv)}\n")

@@ -1,0 +1,226 @@
+"""Fit the host term of virtual time (``HostModel``) from wall-clock runs of the emulator with a step trace.
+
+The emulated worker's step trace (``--trace``: launch/release on CLOCK_MONOTONIC, batch features, the ids of the
+requests first scheduled in each step) is joined with vLLM's benchmark client's per-request timings (its
+``start_times`` are on the same clock) and the terms are fitted by least squares:
+
+* ``step_*``: EngineCore CPU between the output of step k-2 (async scheduling; k-1 sync) and the launch of
+  step k, on (1, scheduled requests, prefill tokens), from steps of a continuously busy engine that admit no
+  new request;
+* ``request_in_*``: client send -> launch of the request's first step, minus that step's host cost, for
+  requests that reached an idle engine (no step on the device in between), on (1, prompt tokens);
+* ``output_s``, ``api_output_s``: the request's first chunk at the client minus the release of the step that
+  produced it, on (1, requests in that step): the API server streams a step's chunks one at a time and a new
+  request's is the last of its step;
+* ``api_request_s``: only from a burst (every request sent at once): the span over which it entered the
+  scheduler, less the chunks streamed meanwhile, per request.
+
+A term the runs cannot determine (no burst run, fewer than 3 samples) keeps the value of the ``base`` model.
+``bench/host_model.py`` runs dedicated runs for the shipped model; ``from_validation`` fits the emulated runs
+of an ``llm-emu validate`` directory (``validate --retime`` replays it with that model).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import json
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llm_emu.profile.features import StepFeatures
+from llm_emu.virtual.host import NO_HOST, HostModel
+
+REQUEST_ID = re.compile(r"(bench-[0-9a-f]{8}|hostfit-\w+)-(\d+)")
+"""(run prefix, index in the run) in an engine request id: vLLM's benchmark client sends ``<prefix><index>``
+(default prefix ``bench-<8 hex>-``, one per client run)."""
+BUSY_GAP_S = 0.05
+"""A gap between steps longer than this is idle time, not host work."""
+MIN_SAMPLES = 3
+
+
+@dataclass(frozen=True)
+class TracedRun:
+    """One benchmark run against the traced server."""
+
+    prefix: str
+    """Its request-id prefix (without the trailing '-')."""
+    result: Mapping[str, Any]
+    """vLLM's benchmark result with the per-request lists ``start_times``, ``ttfts``, ``input_lens``."""
+    burst: bool = False
+    """Every request was sent at once (request rate inf)."""
+
+
+def read_trace(path: Path) -> list[dict[str, Any]]:
+    """The step trace's records, in step order."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def features(step: Mapping[str, Any]) -> StepFeatures:
+    """The batch composition of a traced step (the trace records every StepFeatures field)."""
+    return StepFeatures(**{f.name: step[f.name] for f in fields(StepFeatures)})
+
+
+def step_costs(steps: Sequence[Mapping[str, Any]], lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """(design rows [1, reqs, tokens], engine CPU seconds) for steps launched while the engine was busy."""
+    rows, ys = [], []
+    for k in range(lag, len(steps)):
+        s, prev = steps[k], steps[k - lag]
+        gap = s["launched"] - prev["released"]
+        if not 0 < gap < BUSY_GAP_S or s.get("new_req_ids"):  # idle in between, or a new arrival's input work
+            continue
+        rows.append([1.0, features(s).num_reqs, s["num_prefill_tokens"]])
+        ys.append(gap)
+    return np.asarray(rows).reshape(-1, 3), np.asarray(ys)
+
+
+def first_steps(steps: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], Mapping[str, Any]]:
+    """(run prefix, request index) -> the step in which that request was first scheduled."""
+    out: dict[tuple[str, int], Mapping[str, Any]] = {}
+    for s in steps:
+        for rid in s.get("new_req_ids", []):
+            m = REQUEST_ID.search(rid)
+            if m:
+                out.setdefault((m.group(1), int(m.group(2))), s)
+    return out
+
+
+def _lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    return np.linalg.lstsq(x, y, rcond=None)[0] if len(y) >= MIN_SAMPLES else None
+
+
+def _busy_between(steps: Sequence[Mapping[str, Any]]) -> Any:
+    """``busy(lo, hi)``: whether a step launched before ``hi`` was still on the device after ``lo``."""
+    spans = sorted((s["launched"], s["released"]) for s in steps)
+    starts = [a for a, _ in spans]
+    reach = np.maximum.accumulate([b for _, b in spans]) if spans else np.zeros(0)
+
+    def busy(lo: float, hi: float) -> bool:
+        k = bisect.bisect_left(starts, hi)
+        return bool(k and reach[k - 1] > lo)
+    return busy
+
+
+def fit(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], async_sched: bool,
+        base: HostModel = NO_HOST) -> HostModel:
+    """The host model of these traced steps and runs; undetermined terms from ``base``."""
+    model = base
+    coef = _lstsq(*step_costs(steps, lag=2 if async_sched else 1))
+    if coef is not None:
+        model = replace(model, step_base_s=max(0.0, float(coef[0])), step_per_req_s=max(0.0, float(coef[1])),
+                        step_per_token_s=max(0.0, float(coef[2])))
+    first = first_steps(steps)
+    busy = _busy_between(steps)
+    ins, lens, outs, out_reqs = [], [], [], []
+    for run in runs:
+        res = run.result
+        for i, (start, ttft, plen) in enumerate(zip(res["start_times"], res["ttfts"], res["input_lens"],
+                                                    strict=True)):
+            s = first.get((run.prefix, i))
+            if s is None or not ttft:
+                continue
+            # the request's first token is the last output of its first step (the engine lists new requests
+            # last), so it left the API server behind every other output of that step
+            outs.append(start + ttft - s["released"])
+            out_reqs.append(features(s).num_reqs)
+            if not run.burst and not busy(start, s["launched"]):  # it reached an idle engine
+                ins.append(s["launched"] - start - model.step_cost(features(s)))
+                lens.append(plen)
+    c = _lstsq(np.column_stack([np.ones(len(ins)), lens]), np.asarray(ins))
+    if c is not None:
+        model = replace(model, request_in_s=max(0.0, float(c[0])), request_in_per_token_s=max(0.0, float(c[1])))
+    o = _lstsq(np.column_stack([np.ones(len(outs)), out_reqs]), np.asarray(outs))
+    if o is not None:
+        model = replace(model, output_s=max(0.0, float(o[0])), api_output_s=max(0.0, float(o[1])))
+    bursts = [r for r in runs if r.burst]
+    if bursts:
+        model = replace(model, api_request_s=burst_intake(steps, bursts[0], first, model))
+    return model
+
+
+def burst_intake(steps: Sequence[Mapping[str, Any]], burst: TracedRun,
+                 first: Mapping[tuple[str, int], Mapping[str, Any]], model: HostModel) -> float:
+    """API-server time per request, from a burst (every request sent at once): the span over which the burst
+    entered the scheduler, less the chunks the API server streamed meanwhile, divided by the requests."""
+    n = len(burst.result["ttfts"])
+    firsts = sorted(first[(burst.prefix, i)]["launched"] for i in range(n) if (burst.prefix, i) in first)
+    if len(firsts) < 10:
+        return model.api_request_s
+    launched = sorted(s["launched"] for s in steps)
+    k = bisect.bisect_left(launched, firsts[-1])
+    # the last request entered the scheduler between the launch before its first step and that step's launch
+    last_seen = (launched[k - 1] + firsts[-1]) / 2 if k else firsts[-1]
+    span = last_seen - firsts[0]
+    chunks = sum(features(s).num_reqs for s in steps if firsts[0] <= s["released"] < last_seen)
+    return max(0.0, (span - chunks * model.api_output_s) / (len(firsts) - 1))
+
+
+def overlapped(steps: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the engine scheduled asynchronously: most busy steps launched before the previous one's release."""
+    pairs = [(b["launched"], a["released"]) for a, b in itertools.pairwise(steps)
+             if b["launched"] - a["released"] < BUSY_GAP_S]
+    return bool(pairs) and sum(lo < prev for lo, prev in pairs) > len(pairs) / 2
+
+
+def run_prefix(steps: Sequence[Mapping[str, Any]], lo: float, hi: float) -> str | None:
+    """The request-id prefix of the run whose (monotonic) window is [lo, hi]: the most common among the requests
+    first scheduled in it."""
+    seen: Counter[str] = Counter()
+    for s in steps:
+        if lo <= s["launched"] <= hi:
+            for rid in s.get("new_req_ids", []):
+                m = REQUEST_ID.search(rid)
+                if m:
+                    seen[m.group(1)] += 1
+    return seen.most_common(1)[0][0] if seen else None
+
+
+def validation_runs(out: Path, steps: Sequence[Mapping[str, Any]]) -> list[TracedRun]:
+    """The emulated runs of a validation directory, each with its client JSON (matched by its window)."""
+    import pandas as pd
+
+    from llm_emu.validate.errors import KIND_EMU
+
+    results = pd.read_parquet(out / "results.parquet")
+    emu = results[results["kind"] == KIND_EMU]
+    files = []
+    for path in sorted((out / "bench" / KIND_EMU).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if data.get("start_times"):
+            files.append(data)
+    runs = []
+    for row in emu.itertuples():
+        lo, hi = float(row.t_mono_start), float(row.t_mono_end)
+        match = [d for d in files if lo <= min(d["start_times"]) <= hi]
+        prefix = run_prefix(steps, lo, hi)
+        if match and prefix:
+            runs.append(TracedRun(prefix, match[-1], burst=not np.isfinite(float(row.rate))))
+    return runs
+
+
+def from_validation(out: Path, base: HostModel) -> HostModel:
+    """The host model fitted on a validation's own emulated runs (wall clock, this machine, during the
+    validation); terms they cannot determine (``api_request_s`` without a burst) from ``base``. Async or sync
+    scheduling is read off the trace (``overlapped``)."""
+    from llm_emu.errors import EmuError
+    from llm_emu.validate.steps import EMU_STEPS
+
+    trace = out / EMU_STEPS
+    if not trace.is_file():
+        raise EmuError(f"{out} has no {EMU_STEPS}; validate without --no-step-trace, or pass --host default")
+    steps = read_trace(trace)
+    runs = validation_runs(out, steps)
+    if not runs:
+        raise EmuError(f"{out}: no emulated run could be joined with the step trace; pass --host default")
+    model = fit(steps, runs, overlapped(steps), base)
+    return replace(model, source=f"fitted on the {len(runs)} emulated runs of {out.name} ({len(steps)} steps), "
+                                 f"api_request_s from {base.source}")

@@ -1,0 +1,92 @@
+"""The host-model fit recovers known host terms from a step trace + client timings of a simulated engine."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llm_emu.profile.features import StepFeatures
+from llm_emu.virtual.host import HostModel
+from llm_emu.virtual.hostfit import TracedRun, fit, from_validation, overlapped
+
+TRUE = HostModel(step_base_s=4e-4, step_per_req_s=3e-5, request_in_s=5e-3, request_in_per_token_s=2e-6,
+                 output_s=1.2e-3, api_output_s=2e-4)
+BASE = HostModel(api_request_s=7e-3, step_base_s=9.0, source="base")
+
+
+def simulate(prefix: str, t0: float, n: int, seed: int, latency: float = 4e-3) -> tuple[list[dict], dict]:
+    """A sync engine with host cost TRUE: its step trace and vLLM-client-like result (start_times, ttfts)."""
+    rng = np.random.default_rng(seed)
+    starts = t0 + np.cumsum(rng.exponential(0.05, n))  # busy at times, idle at others
+    plens = rng.integers(10, 400, n)
+    olens = rng.integers(2, 30, n)
+    ready = sorted((s + TRUE.request_in(int(p)), i) for i, (s, p) in enumerate(zip(starts, plens, strict=True)))
+    steps: list[dict] = []
+    ttfts = [0.0] * n
+    running: dict[int, int] = {}
+    t, k = t0, 0
+    while k < n or running:
+        if not running and ready[k][0] > t:
+            t = ready[k][0]
+        new = []
+        while k < n and ready[k][0] <= t:
+            new.append(ready[k][1])
+            k += 1
+        f = StepFeatures(num_prefill_tokens=int(sum(plens[i] for i in new)), num_prefill_reqs=len(new),
+                         num_decode_reqs=len(running), decode_context_tokens=50 * len(running))
+        launched = t + TRUE.step_cost(f)
+        released = launched + latency
+        steps.append({**asdict(f), "launched": launched, "released": released,
+                      "new_req_ids": [f"cmpl-{prefix}-{i}-0-1a2b3c4d" for i in new]})
+        for i in new:
+            ttfts[i] = released + TRUE.output_s + TRUE.api_output_s * f.num_reqs - starts[i]
+        running = {i: m - 1 for i, m in running.items() if m > 1}
+        running.update({i: int(olens[i]) for i in new})
+        t = released
+    return steps, {"start_times": starts.tolist(), "ttfts": ttfts, "input_lens": plens.tolist()}
+
+
+def _close(fitted: HostModel, names: list[str]) -> None:
+    for name in names:
+        assert getattr(fitted, name) == pytest.approx(getattr(TRUE, name), rel=0.02, abs=1e-7), name
+
+
+def test_fit_recovers_the_host_terms_of_a_simulated_engine() -> None:
+    steps, result = simulate("bench-0123abcd", 100.0, 300, seed=1)
+    assert not overlapped(steps)
+    fitted = fit(steps, [TracedRun("bench-0123abcd", result)], async_sched=False, base=BASE)
+    _close(fitted, ["step_base_s", "step_per_req_s", "request_in_s", "request_in_per_token_s", "output_s",
+                    "api_output_s"])
+    assert fitted.api_request_s == BASE.api_request_s  # no burst: not determined, the base's value stays
+
+
+def test_the_async_lag_reads_other_gaps() -> None:
+    # the sync trace fitted as if async (gap to the step before last) would include a device latency
+    steps, result = simulate("bench-0123abcd", 0.0, 200, seed=2)
+    wrong = fit(steps, [TracedRun("bench-0123abcd", result)], async_sched=True)
+    assert wrong.step_base_s > 2 * TRUE.step_base_s
+
+
+def test_from_validation_joins_each_emulated_run_by_its_window(tmp_path: Path) -> None:
+    runs = [simulate("bench-0000aaaa", 10.0, 150, seed=3), simulate("bench-1111bbbb", 500.0, 150, seed=4)]
+    (tmp_path / "bench" / "emulated").mkdir(parents=True)
+    rows = []
+    with open(tmp_path / "emulated-steps.jsonl", "w") as f:
+        for j, (steps, result) in enumerate(runs):
+            for s in steps:
+                f.write(json.dumps(s) + "\n")
+            (tmp_path / "bench" / "emulated" / f"run{j}.json").write_text(json.dumps(result))
+            rows.append({"kind": "emulated", "rate": 20.0, "burstiness": 1.0, "repeat": 0, "run": j,
+                         "t_mono_start": result["start_times"][0] - 0.01, "t_mono_end": steps[-1]["released"] + 1})
+    rows.append({"kind": "real", "rate": 20.0, "burstiness": 1.0, "repeat": 0, "run": 0, "t_mono_start": 0.0,
+                 "t_mono_end": 1e9})
+    pd.DataFrame(rows).to_parquet(tmp_path / "results.parquet")
+    fitted = from_validation(tmp_path, BASE)
+    _close(fitted, [f.name for f in fields(HostModel) if f.name not in ("source", "api_request_s",
+                                                                           "step_per_token_s")])
+    assert "2 emulated runs" in fitted.source
