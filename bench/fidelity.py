@@ -143,12 +143,17 @@ def main(argv: list[str] | None = None) -> int:
                 *([] if args.no_retime else ["--retime"]), *vllm_args]
     if not (val / "errors.md").is_file():
         _run(validate)
-    meta["load_after"] = _load()
+        meta["load_after"] = _load()
+        meta["wall"] = f"{(time.monotonic() - t0) / 60:.0f} min"
+    else:  # an earlier call ran it: its own record (of its last, possibly resumed, call)
+        rec = json.loads((val / "validate.json").read_text()) if (val / "validate.json").is_file() else {}
+        meta["load_before"], meta["load_after"] = ("/".join(f"{x:.2f}" for x in rec.get(k, []) or []) or "?"
+                                                   for k in ("load_before", "load_after"))
+        meta["wall"] = f"{rec.get('seconds', float('nan')) / 60:.0f} min of validation (capture not included)"
     patterns = " and ".join("Poisson" if float(b) == 1 else f"bursty (gamma {b})" for b in args.burstiness.split(","))
     meta["what"] = (f"{len(rates.split(','))} rates, {patterns}, {args.num_prompts} prompts per run"
                     + (f", vLLM flags `{shlex.join(vllm_args)}`" if vllm_args else "")
                     + (", quick capture" if args.quick_capture else ""))
-    meta["wall"] = f"{(time.monotonic() - t0) / 60:.0f} min"
     command = "python bench/fidelity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     section = docs_section((val / "errors.md").read_text(), command + "\n# = llm-emu " + shlex.join(validate[3:]), meta)
     (out / "fidelity.md").write_text(section)

@@ -237,12 +237,13 @@ def host_for(out: Path, ref: str | None) -> HostModel:
 def main(argv: list[str]) -> int:
     from llm_emu.validate.cli import RETIME_HOST_HELP
 
-
     parser = argparse.ArgumentParser(prog="python -m llm_emu.validate.retime", description=__doc__.split("\n")[0])
     parser.add_argument("out", help="a validation directory (llm-emu validate --out)")
     parser.add_argument("--profile", default=None, help="the validation's pack (default: from validate.json)")
     parser.add_argument("--model", default=None, help="the validation's model (default: from validate.json)")
     parser.add_argument("--host", default="trace", help="the " + RETIME_HOST_HELP)
+    parser.add_argument("--write", action="store_true",
+                        help=f"also replace the '{SECTION[3:]}' section of OUT/errors.md with this replay's")
     args = parser.parse_args(argv)
     out = Path(args.out)
     recorded = _validate_args(out)
@@ -251,12 +252,27 @@ def main(argv: list[str]) -> int:
     if not profile:
         raise SystemExit("llm-emu retime: the validation's pack is unknown; pass --profile PACK_DIR")
     try:
+        if args.write:
+            text = section(out, Path(profile), model, host_for(out, args.host))
+            write_section(out / "errors.md", text)
+            print(text)
+            return 0
         virtual = _replay_and_save(out, Path(profile), model, host_for(out, args.host))
     except EmuError as exc:
         raise SystemExit(f"llm-emu retime: {exc}") from None
     print(f"python -m llm_emu.validate.retime {shlex.join(argv)}\n")
     print(tables(out, virtual))
     return 0
+
+
+def write_section(errors_md: Path, text: str) -> None:
+    """``errors_md`` with its drift-check section (everything from the heading on) replaced by ``text``."""
+    from llm_emu.fsutil import atomic_write_text
+
+    if not errors_md.is_file():
+        raise EmuError(f"{errors_md} does not exist; run `llm-emu validate` (it writes errors.md) first")
+    head = errors_md.read_text().split("\n" + SECTION + "\n", 1)[0].rstrip("\n")
+    atomic_write_text(errors_md, head + "\n\n" + text.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":

@@ -77,3 +77,14 @@ def test_scaled_host_scales_every_time_term() -> None:
     for name in ("api_request_s", "api_output_s", "output_s"):
         assert getattr(scaled, name) == pytest.approx(1.5 * getattr(host, name))
     assert scaled.source.startswith("fit") and "x1.500" in scaled.source
+
+
+def test_write_section_replaces_only_the_drift_check(tmp_path: Path) -> None:
+    md = tmp_path / "errors.md"
+    md.write_text("# errors\n\n| a |\n\n" + retime.SECTION + "\n\nold tables\n")
+    retime.write_section(md, retime.SECTION + "\n\nnew tables\n")
+    text = md.read_text()
+    assert text.startswith("# errors\n\n| a |\n") and "new tables" in text and "old tables" not in text
+    assert text.count(retime.SECTION) == 1
+    retime.write_section(md, retime.SECTION + "\n\nnewer\n")
+    assert md.read_text().count(retime.SECTION) == 1 and "| a |" in md.read_text()
