@@ -14,6 +14,11 @@ no host, so it charges a model of that work instead (deterministic, independent 
   request and per chunk; a request or chunk that finds it busy waits (first come, first served). A burst of
   arrivals therefore reaches the scheduler spread out, and a new request's first token waits behind the tokens
   of every request already running, as on a real server under load.
+* ``api_step_s``: the API server's busy time per engine step that has outputs, before that step's chunks
+  (taking the step's output batch off the EngineCore socket and handing it to the per-request collectors).
+  Together with ``api_output_s`` it splits the API server's CPU time between steps and chunks, which matters
+  under load: a step streams many chunks at once, so a cost charged per chunk only would saturate the modelled
+  API server long before the real one saturates.
 * ``output_s``: from the API server finishing a chunk to the client receiving it (SSE, client parsing).
   Shifts TTFT and E2E latency; inter-token gaps change only as much as the API server's queue does.
 
@@ -50,6 +55,8 @@ class HostModel:
     """API-server busy time per incoming request (requests and chunks are served one at a time)."""
     api_output_s: float = 0.0
     """API-server busy time per output chunk."""
+    api_step_s: float = 0.0
+    """API-server busy time per engine step with outputs, before its chunks."""
     output_s: float = 0.0
     """API server done with a chunk -> the client has it."""
     source: str = "none"

@@ -10,8 +10,11 @@ requests first scheduled in each step) is joined with vLLM's benchmark client's 
 * ``request_in_*``: client send -> launch of the request's first step, minus that step's host cost, for
   requests that reached an idle engine (no step on the device in between), on (1, prompt tokens);
 * ``output_s``, ``api_output_s``: the request's first chunk at the client minus the release of the step that
-  produced it, on (1, requests in that step): the API server streams a step's chunks one at a time and a new
-  request's is the last of its step;
+  produced it, on (1, requests in that step): the API server takes the step's output batch (``api_step_s``),
+  then streams its chunks one at a time, and a new request's is the last of its step;
+* ``api_step_s``, ``api_output_s`` from the API server's measured CPU time per run (``ApiCpu``, optional):
+  non-negative least squares on (steps, chunks) over runs with different chunks per step (``api_costs``);
+  then ``output_s`` is what is left of the first chunks' delays;
 * ``api_request_s``: only from a burst (every request sent at once): the span over which it entered the
   scheduler, less the chunks streamed meanwhile, per request.
 
@@ -55,6 +58,37 @@ class TracedRun:
     """vLLM's benchmark result with the per-request lists ``start_times``, ``ttfts``, ``input_lens``."""
     burst: bool = False
     """Every request was sent at once (request rate inf)."""
+
+
+@dataclass(frozen=True)
+class ApiCpu:
+    """The API server's CPU time during one run (its process's utime + stime, idle share taken out)."""
+
+    cpu_s: float
+    requests: int
+    chunks: int
+    """Chunks the client received (first token + one per inter-chunk gap)."""
+    steps: int = 0
+    """Engine steps with outputs during the run."""
+
+
+def api_costs(runs: Sequence[ApiCpu], per_request_s: float) -> tuple[float, float] | None:
+    """(api_step_s, api_output_s) from the API server's CPU time of runs with different chunks per step.
+
+    Least squares with non-negative terms on ``cpu - per_request_s * requests = step * steps + chunk * chunks``.
+    Runs with one chunks-per-step ratio cannot tell the two apart: then everything is per chunk.
+    """
+    from scipy.optimize import nnls
+
+    use = [r for r in runs if r.chunks > 0]
+    if not use:
+        return None
+    y = np.asarray([r.cpu_s - per_request_s * r.requests for r in use])
+    ratios = {round(r.chunks / r.steps, 1) for r in use if r.steps}
+    if len(ratios) < 2:
+        return 0.0, max(0.0, float(y.sum() / sum(r.chunks for r in use)))
+    coef, _ = nnls(np.asarray([[r.steps, r.chunks] for r in use], dtype=float), y)
+    return float(coef[0]), float(coef[1])
 
 
 def read_trace(path: Path) -> list[dict[str, Any]]:
@@ -108,8 +142,13 @@ def _busy_between(steps: Sequence[Mapping[str, Any]]) -> Any:
 
 
 def fit(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], async_sched: bool,
-        base: HostModel = NO_HOST) -> HostModel:
-    """The host model of these traced steps and runs; undetermined terms from ``base``."""
+        base: HostModel = NO_HOST, api_cpu: Sequence[ApiCpu] = ()) -> HostModel:
+    """The host model of these traced steps and runs; undetermined terms from ``base``.
+
+    With ``api_cpu`` (the API server's measured CPU per run) ``api_step_s`` and ``api_output_s`` come from it
+    (``api_costs``) and ``output_s`` is what is left of a first chunk's delay after the API server's work;
+    without it, both come from the first chunks' delays (``api_step_s`` stays the base's).
+    """
     model = base
     coef = _lstsq(*step_costs(steps, lag=2 if async_sched else 1))
     if coef is not None:
@@ -136,11 +175,20 @@ def fit(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], async_sch
     if c is not None:
         model = replace(model, request_in_s=max(0.0, float(c[0])), request_in_per_token_s=max(0.0, float(c[1])))
     o = _lstsq(np.column_stack([np.ones(len(outs)), out_reqs]), np.asarray(outs))
-    if o is not None:
-        model = replace(model, output_s=max(0.0, float(o[0])), api_output_s=max(0.0, float(o[1])))
+    if o is not None:  # the intercept holds the step's batch work too (api_step_s, kept from base until split)
+        model = replace(model, output_s=max(0.0, float(o[0]) - model.api_step_s), api_output_s=max(0.0, float(o[1])))
     bursts = [r for r in runs if r.burst]
-    if bursts:
-        model = replace(model, api_request_s=burst_intake(steps, bursts[0], first, model))
+    # the burst's intake is measured net of the API server's step and chunk work, and that work is measured net
+    # of the requests' intake: two rounds settle it
+    for _ in range(2 if api_cpu else 1):
+        if bursts:
+            model = replace(model, api_request_s=burst_intake(steps, bursts[0], first, model))
+        split = api_costs(api_cpu, model.api_request_s) if api_cpu else None
+        if split is not None:
+            model = replace(model, api_step_s=split[0], api_output_s=split[1])
+    if api_cpu and outs:  # a new request's first chunk: its step's batch, every chunk of the step, the client
+        rest = np.asarray(outs) - model.api_step_s - model.api_output_s * np.asarray(out_reqs)
+        model = replace(model, output_s=max(0.0, float(rest.mean())))
     return model
 
 
@@ -157,8 +205,10 @@ def burst_intake(steps: Sequence[Mapping[str, Any]], burst: TracedRun,
     # the last request entered the scheduler between the launch before its first step and that step's launch
     last_seen = (launched[k - 1] + firsts[-1]) / 2 if k else firsts[-1]
     span = last_seen - firsts[0]
-    chunks = sum(features(s).num_reqs for s in steps if firsts[0] <= s["released"] < last_seen)
-    return max(0.0, (span - chunks * model.api_output_s) / (len(firsts) - 1))
+    during = [s for s in steps if firsts[0] <= s["released"] < last_seen]
+    chunks = sum(features(s).num_reqs for s in during)
+    busy = chunks * model.api_output_s + len(during) * model.api_step_s
+    return max(0.0, (span - busy) / (len(firsts) - 1))
 
 
 def overlapped(steps: Sequence[Mapping[str, Any]]) -> bool:

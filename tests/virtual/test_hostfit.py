@@ -12,11 +12,11 @@ import pytest
 
 from llm_emu.profile.features import StepFeatures
 from llm_emu.virtual.host import HostModel
-from llm_emu.virtual.hostfit import TracedRun, fit, from_validation, overlapped
+from llm_emu.virtual.hostfit import ApiCpu, TracedRun, api_costs, fit, from_validation, overlapped
 
 TRUE = HostModel(step_base_s=4e-4, step_per_req_s=3e-5, request_in_s=5e-3, request_in_per_token_s=2e-6,
-                 output_s=1.2e-3, api_output_s=2e-4)
-BASE = HostModel(api_request_s=7e-3, step_base_s=9.0, source="base")
+                 output_s=1.2e-3, api_output_s=2e-4, api_step_s=8e-4)
+BASE = HostModel(api_request_s=7e-3, step_base_s=9.0, api_step_s=TRUE.api_step_s, source="base")
 
 
 def simulate(prefix: str, t0: float, n: int, seed: int, latency: float = 4e-3) -> tuple[list[dict], dict]:
@@ -44,7 +44,7 @@ def simulate(prefix: str, t0: float, n: int, seed: int, latency: float = 4e-3) -
         steps.append({**asdict(f), "launched": launched, "released": released,
                       "new_req_ids": [f"cmpl-{prefix}-{i}-0-1a2b3c4d" for i in new]})
         for i in new:
-            ttfts[i] = released + TRUE.output_s + TRUE.api_output_s * f.num_reqs - starts[i]
+            ttfts[i] = released + TRUE.api_step_s + TRUE.api_output_s * f.num_reqs + TRUE.output_s - starts[i]
         running = {i: m - 1 for i, m in running.items() if m > 1}
         running.update({i: int(olens[i]) for i in new})
         t = released
@@ -63,6 +63,28 @@ def test_fit_recovers_the_host_terms_of_a_simulated_engine() -> None:
     _close(fitted, ["step_base_s", "step_per_req_s", "request_in_s", "request_in_per_token_s", "output_s",
                     "api_output_s"])
     assert fitted.api_request_s == BASE.api_request_s  # no burst: not determined, the base's value stays
+    assert fitted.api_step_s == BASE.api_step_s  # kept from the base and not counted again in output_s
+
+
+def _api_cpu(requests: int, steps: int, chunks: int) -> ApiCpu:
+    cpu = TRUE.api_request_s * requests + TRUE.api_step_s * steps + TRUE.api_output_s * chunks
+    return ApiCpu(cpu_s=cpu, requests=requests, chunks=chunks, steps=steps)
+
+
+def test_api_cpu_splits_into_per_step_and_per_chunk_costs() -> None:
+    runs = [_api_cpu(80, 10_000, 20_000), _api_cpu(300, 4_000, 65_000), _api_cpu(400, 3_000, 90_000)]
+    assert api_costs(runs, TRUE.api_request_s) == pytest.approx((TRUE.api_step_s, TRUE.api_output_s))
+    # one chunks-per-step ratio cannot separate them: all of it per chunk
+    step, chunk = api_costs([_api_cpu(80, 1_000, 2_000), _api_cpu(160, 2_000, 4_000)], TRUE.api_request_s)
+    assert step == 0.0
+    assert chunk == pytest.approx(TRUE.api_output_s + TRUE.api_step_s / 2)
+
+
+def test_fit_with_api_cpu_takes_the_split_and_leaves_output_s_the_rest() -> None:
+    steps, result = simulate("bench-0123abcd", 100.0, 300, seed=5)
+    cpu = [_api_cpu(80, 10_000, 20_000), _api_cpu(300, 4_000, 65_000)]
+    fitted = fit(steps, [TracedRun("bench-0123abcd", result)], async_sched=False, api_cpu=cpu)
+    _close(fitted, ["api_step_s", "api_output_s", "output_s"])
 
 
 def test_the_async_lag_reads_other_gaps() -> None:

@@ -133,3 +133,13 @@ def test_a_busy_api_server_merges_a_requests_tokens_into_its_waiting_chunk() -> 
     assert out.itl == pytest.approx([0.025, 0.025, 0.025])
     assert out.latency == pytest.approx(0.110)
     assert duration == pytest.approx(0.110)
+
+
+def test_a_steps_outputs_cost_the_api_server_once_before_its_chunks() -> None:
+    """api_step_s is charged once per step with outputs, ahead of that step's chunks, not once per chunk."""
+    host = HostModel(api_step_s=0.002, api_output_s=0.0005, output_s=0.001)
+    outputs, _, _ = _run(3, [0.0, 0.0, 0.0], out_len=2, limit=None, host=host)
+    # all three share step 1 (0-10 ms): the batch takes 10-12 ms, then the chunks 12-12.5, 12.5-13, 13-13.5
+    assert [o.ttft for o in outputs] == pytest.approx([STEP_S + 0.002 + k * 0.0005 + 0.001 for k in (1, 2, 3)])
+    # step 2 (10-20 ms) again pays the batch once: chunks at 22.5, 23, 23.5 ms -> every gap is one step
+    assert [gap for o in outputs for gap in o.itl] == pytest.approx([STEP_S] * 3)
