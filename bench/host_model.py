@@ -4,7 +4,9 @@ Runs `llm-emu serve` (wall clock, step trace on) with vLLM's benchmark client at
 joins the step trace (launch/release times, which requests started in each step) with the client's per-request
 timings (vLLM's client and the emulated worker both stamp CLOCK_MONOTONIC) and fits llm_emu.virtual.HostModel
 with ``llm_emu.virtual.hostfit`` (its docstring states what each term is fitted on). The burst run is what
-determines api_request_s.
+determines api_request_s; the API server's CPU time per run (/proc, idle share taken out; ``api_cpu.json`` in
+the workdir) splits its work into api_step_s and api_output_s, the heavy run (32 req/s, many chunks per step)
+being the one that tells the two apart.
 
 Usage: python bench/host_model.py [--profile aic:h100_sxm] [--model llama-3.1-8b] [--out host.json]
        [--workdir DIR] [--refit]  (--refit: fit the runs already in DIR again, e.g. after a model change)
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -23,11 +26,34 @@ from typing import Any
 
 from llm_emu.benchclient import Workload, run_benchmark
 from llm_emu.server import ServerProcess, ServerSpec
-from llm_emu.virtual.hostfit import TracedRun, fit, read_trace
+from llm_emu.virtual.hostfit import ApiCpu, TracedRun, fit, read_trace
 
 RUNS = (("light", Workload(num_prompts=80, request_rate=1.0, seed=11)),
         ("busy", Workload(num_prompts=300, request_rate=12.0, seed=12)),
-        ("burst", Workload(num_prompts=100, request_rate=float("inf"), seed=13)))
+        ("burst", Workload(num_prompts=100, request_rate=float("inf"), seed=13)),
+        ("heavy", Workload(num_prompts=400, request_rate=32.0, seed=14)))
+OPTIONAL = {"heavy"}
+"""Runs an older --workdir may lack (--refit fits without them)."""
+IDLE_S = 5.0
+"""Seconds of an idle server before the runs: the API server's CPU when nothing happens."""
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of process ``pid`` so far."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    cols = text[text.rindex(")") + 2:].split()
+    return (int(cols[11]) + int(cols[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def api_cpu_of(res: dict[str, Any], cpu_s: float, steps: list[dict[str, Any]]) -> ApiCpu:
+    """The run's API-server CPU with its requests, the chunks the client received and the steps released
+    while the run's requests were in flight."""
+    ok = [i for i, t in enumerate(res["ttfts"]) if t]
+    chunks = sum(1 + len(res["itls"][i]) for i in ok)
+    lo = min(res["start_times"])
+    hi = max(res["start_times"][i] + res["ttfts"][i] + sum(res["itls"][i]) for i in ok) if ok else lo
+    n_steps = sum(1 for s in steps if lo <= s["released"] <= hi)
+    return ApiCpu(cpu_s=cpu_s, requests=len(res["ttfts"]), chunks=chunks, steps=n_steps)
 
 
 def traced_runs(results: dict[str, dict[str, Any]]) -> list[TracedRun]:
@@ -49,20 +75,34 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     trace = work / "trace.jsonl"
     results = _saved_results(work) if a.refit else {}
+    cpu_path = work / "api_cpu.json"
+    cpu: dict[str, float] = json.loads(cpu_path.read_text()) if a.refit and cpu_path.is_file() else {}
     if not a.refit:
         trace.unlink(missing_ok=True)
         spec = ServerSpec(kind="emulated", model=a.model, profile=a.profile, log_path=work / "server.log",
                           vllm_args=(*a.vllm_args, "--trace", str(trace)))
         with ServerProcess(spec) as server:
+            assert server.proc is not None
+            pid = server.proc.pid  # `llm-emu serve` execs vLLM's API server: this is its process
+            c0 = proc_cpu_s(pid)
+            time.sleep(IDLE_S)
+            idle = (proc_cpu_s(pid) - c0) / IDLE_S
             for i, (name, wl) in enumerate(RUNS):
                 if i:
                     server.reset_prefix_cache()
+                c0, t0 = proc_cpu_s(pid), time.monotonic()
                 results[name] = run_benchmark(server.base_url, server.served_model, wl, tokenizer_model=a.model,
                                               result_dir=work,
                                               extra_args=("--request-id-prefix", f"hostfit-{name}-"))
+                cpu[name] = proc_cpu_s(pid) - c0 - idle * (time.monotonic() - t0)
+        cpu_path.write_text(json.dumps(cpu, indent=2) + "\n")
     steps = read_trace(trace)
     async_sched = "--no-async-scheduling" not in a.vllm_args
-    model = fit(steps, traced_runs(results), async_sched)
+    api = {name: api_cpu_of(results[name], cpu[name], steps) for name in cpu if name in results}
+    for name, x in api.items():
+        print(f"{name}: API server {x.cpu_s:.2f} CPU s, {x.requests} requests, {x.chunks} chunks, {x.steps} steps "
+              f"({x.chunks / max(x.steps, 1):.1f} chunks/step)", file=sys.stderr)
+    model = fit(steps, traced_runs(results), async_sched, api_cpu=list(api.values()))
     model = replace(model, source=f"bench/host_model.py on {time.strftime('%Y-%m-%d')}, profile {a.profile}, "
                                   f"{len(steps)} steps, {_cpu()}")
     Path(a.out).write_text(model.to_json() + "\n")
@@ -75,6 +115,8 @@ def _saved_results(work: Path) -> dict[str, dict[str, Any]]:
     out = {}
     for name, wl in RUNS:
         found = sorted(work.glob(f"vllm-bench-*-{wl.request_rate:g}qps-*.json"))
+        if not found and name in OPTIONAL:
+            continue
         if not found or not (work / "trace.jsonl").is_file():
             sys.exit(f"host_model: --refit needs {work}/trace.jsonl and the {name} run's benchmark JSON; "
                      "run once without --refit")
