@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import replace
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_emu.benchclient import Workload, run_benchmark
+from llm_emu.lifetime import cpu_seconds
 from llm_emu.server import ServerProcess, ServerSpec
 from llm_emu.virtual.hostfit import ApiCpu, TracedRun, fit, read_trace
 
@@ -39,10 +39,11 @@ IDLE_S = 5.0
 
 
 def proc_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system, all threads) of process ``pid`` so far."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    cols = text[text.rindex(")") + 2:].split()
-    return (int(cols[11]) + int(cols[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system, all threads) of the server process ``pid`` so far."""
+    cpu = cpu_seconds(pid)
+    if cpu is None:
+        sys.exit(f"host_model: the server process {pid} is gone; see the server log in --workdir")
+    return cpu
 
 
 def api_cpu_of(res: dict[str, Any], cpu_s: float, steps: list[dict[str, Any]]) -> ApiCpu:

@@ -58,6 +58,12 @@ def start_time(pid: int) -> str | None:
     return fields[19] if fields else None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, all threads) of process ``pid`` so far, in seconds (None if it is gone)."""
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else None
+
+
 def alive(pid: int, started: str | None = None) -> bool:
     """Whether ``pid`` runs (a zombie is dead, only not yet reaped), and started at ``started`` if given."""
     fields = _stat(pid)

@@ -30,7 +30,7 @@ import itertools
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -114,14 +114,21 @@ def step_costs(steps: Sequence[Mapping[str, Any]], lag: int) -> tuple[np.ndarray
     return np.asarray(rows).reshape(-1, 3), np.asarray(ys)
 
 
+def new_requests(step: Mapping[str, Any]) -> Iterator[tuple[str, int]]:
+    """(run prefix, request index) of each request first scheduled in a traced step (ids of other clients are
+    skipped)."""
+    for rid in step.get("new_req_ids", []):
+        m = REQUEST_ID.search(rid)
+        if m:
+            yield m.group(1), int(m.group(2))
+
+
 def first_steps(steps: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], Mapping[str, Any]]:
     """(run prefix, request index) -> the step in which that request was first scheduled."""
     out: dict[tuple[str, int], Mapping[str, Any]] = {}
     for s in steps:
-        for rid in s.get("new_req_ids", []):
-            m = REQUEST_ID.search(rid)
-            if m:
-                out.setdefault((m.group(1), int(m.group(2))), s)
+        for key in new_requests(s):
+            out.setdefault(key, s)
     return out
 
 
@@ -221,13 +228,7 @@ def overlapped(steps: Sequence[Mapping[str, Any]]) -> bool:
 def run_prefix(steps: Sequence[Mapping[str, Any]], lo: float, hi: float) -> str | None:
     """The request-id prefix of the run whose (monotonic) window is [lo, hi]: the most common among the requests
     first scheduled in it."""
-    seen: Counter[str] = Counter()
-    for s in steps:
-        if lo <= s["launched"] <= hi:
-            for rid in s.get("new_req_ids", []):
-                m = REQUEST_ID.search(rid)
-                if m:
-                    seen[m.group(1)] += 1
+    seen = Counter(prefix for s in steps if lo <= s["launched"] <= hi for prefix, _ in new_requests(s))
     return seen.most_common(1)[0][0] if seen else None
 
 
@@ -266,11 +267,13 @@ def from_validation(out: Path, base: HostModel) -> HostModel:
 
     trace = out / EMU_STEPS
     if not trace.is_file():
-        raise EmuError(f"{out} has no {EMU_STEPS}; validate without --no-step-trace, or pass --host default")
+        raise EmuError(f"{out} has no {EMU_STEPS}; validate without --no-step-trace, or use the shipped host model "
+                       "(validate --retime-host default; python -m llm_emu.validate.retime --host default)")
     steps = read_trace(trace)
     runs = validation_runs(out, steps)
     if not runs:
-        raise EmuError(f"{out}: no emulated run could be joined with the step trace; pass --host default")
+        raise EmuError(f"{out}: no emulated run could be joined with the step trace; use the shipped host model "
+                       "(validate --retime-host default; python -m llm_emu.validate.retime --host default)")
     model = fit(steps, runs, overlapped(steps), base)
     return replace(model, source=f"fitted on the {len(runs)} emulated runs of {out.name} ({len(steps)} steps), "
                                  f"api_request_s from {base.source}")
