@@ -14,7 +14,8 @@ requests first scheduled in each step) is joined with vLLM's benchmark client's 
   then streams its chunks one at a time, and a new request's is the last of its step;
 * ``api_step_s``, ``api_output_s`` from the API server's measured CPU time per run (``ApiCpu``, optional):
   non-negative least squares on (steps, chunks) over runs with different chunks per step (``api_costs``);
-  then ``output_s`` is what is left of the first chunks' delays;
+  then ``output_s`` is what is left of the delays of first chunks whose step found the API server idle (its
+  queue replayed with the fitted terms, ``api_waits``);
 * ``api_request_s``: only from a burst (every request sent at once): the span over which it entered the
   scheduler, less the chunks streamed meanwhile, per request.
 
@@ -163,7 +164,7 @@ def fit(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], async_sch
                         step_per_token_s=max(0.0, float(coef[2])))
     first = first_steps(steps)
     busy = _busy_between(steps)
-    ins, lens, outs, out_reqs = [], [], [], []
+    ins, lens, outs, out_reqs, out_steps = [], [], [], [], []
     for run in runs:
         res = run.result
         for i, (start, ttft, plen) in enumerate(zip(res["start_times"], res["ttfts"], res["input_lens"],
@@ -175,6 +176,7 @@ def fit(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], async_sch
             # last), so it left the API server behind every other output of that step
             outs.append(start + ttft - s["released"])
             out_reqs.append(features(s).num_reqs)
+            out_steps.append(s)
             if not run.burst and not busy(start, s["launched"]):  # it reached an idle engine
                 ins.append(s["launched"] - start - model.step_cost(features(s)))
                 lens.append(plen)
@@ -194,9 +196,39 @@ def fit(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], async_sch
         if split is not None:
             model = replace(model, api_step_s=split[0], api_output_s=split[1])
     if api_cpu and outs:  # a new request's first chunk: its step's batch, every chunk of the step, the client
-        rest = np.asarray(outs) - model.api_step_s - model.api_output_s * np.asarray(out_reqs)
-        model = replace(model, output_s=max(0.0, float(rest.mean())))
+        model = replace(model, output_s=_output_after_api(steps, runs, model, outs, out_reqs, out_steps))
     return model
+
+
+def api_waits(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], model: HostModel) -> dict[int, float]:
+    """id(step) -> how long the step's output batch waited for the modelled API server (the virtual loop's
+    first-come first-served queue: ``api_request_s`` per request the clients sent, ``api_step_s`` + ``api_output_s``
+    per chunk for each step with outputs; merged chunks are not modelled, so a busy stretch is, if anything,
+    overestimated)."""
+    events = [(t, 0, model.api_request_s, 0) for run in runs for t in run.result["start_times"]]
+    events += [(s["released"], 1, model.api_step_s + model.api_output_s * features(s).num_reqs, id(s))
+               for s in steps if features(s).num_reqs]
+    free, waits = float("-inf"), {}
+    for at, kind, busy_s, key in sorted(events, key=lambda e: e[:2]):  # a request sent meanwhile comes first
+        start = max(at, free)
+        free = start + busy_s
+        if kind:
+            waits[key] = start - at
+    return waits
+
+
+def _output_after_api(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], model: HostModel,
+                      outs: Sequence[float], out_reqs: Sequence[int],
+                      out_steps: Sequence[Mapping[str, Any]]) -> float:
+    """``output_s``: a first chunk's delay after its step's release, less the API server's work on that step
+    (its batch, then every chunk of the step: the new request's is last), from the first chunks whose step found
+    the modelled API server idle; with fewer than MIN_SAMPLES of those, from all of them less the modelled wait.
+    Without this, the queueing of loaded runs would be counted as output_s (and charged again by the queue)."""
+    waits = api_waits(steps, runs, model)
+    wait = np.asarray([waits.get(id(s), 0.0) for s in out_steps])
+    rest = np.asarray(outs) - model.api_step_s - model.api_output_s * np.asarray(out_reqs)
+    idle = wait <= 1e-9
+    return max(0.0, float(rest[idle].mean() if idle.sum() >= MIN_SAMPLES else (rest - wait).mean()))
 
 
 def burst_intake(steps: Sequence[Mapping[str, Any]], burst: TracedRun,

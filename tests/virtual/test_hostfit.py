@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +19,13 @@ TRUE = HostModel(step_base_s=4e-4, step_per_req_s=3e-5, request_in_s=5e-3, reque
 BASE = HostModel(api_request_s=7e-3, step_base_s=9.0, api_step_s=TRUE.api_step_s, source="base")
 
 
-def simulate(prefix: str, t0: float, n: int, seed: int, latency: float = 4e-3) -> tuple[list[dict], dict]:
-    """A sync engine with host cost TRUE: its step trace and vLLM-client-like result (start_times, ttfts)."""
+def simulate(prefix: str, t0: float, n: int, seed: int, latency: float = 4e-3,
+             true: HostModel | None = None) -> tuple[list[dict], dict]:
+    """A sync engine with host cost TRUE: its step trace and vLLM-client-like result (start_times, ttfts).
+
+    With ``true`` (a host model with API-server costs), a new request's first chunk also waits for an API server
+    that serves, first come first served, each request sent (``api_request_s``) and each step's outputs
+    (``api_step_s`` + ``api_output_s`` per request in the step)."""
     rng = np.random.default_rng(seed)
     starts = t0 + np.cumsum(rng.exponential(0.05, n))  # busy at times, idle at others
     plens = rng.integers(10, 400, n)
@@ -48,7 +53,24 @@ def simulate(prefix: str, t0: float, n: int, seed: int, latency: float = 4e-3) -
         running = {i: m - 1 for i, m in running.items() if m > 1}
         running.update({i: int(olens[i]) for i in new})
         t = released
+    if true is not None:
+        ttfts = _queued_ttfts(steps, starts, prefix, true)
     return steps, {"start_times": starts.tolist(), "ttfts": ttfts, "input_lens": plens.tolist()}
+
+
+def _queued_ttfts(steps: list[dict], starts: np.ndarray, prefix: str, true: HostModel) -> list[float]:
+    ttfts = [0.0] * len(starts)
+    free, k = -np.inf, 0
+    for s in steps:
+        while k < len(starts) and starts[k] <= s["released"]:  # requests sent before this output
+            free = max(free, starts[k]) + true.api_request_s
+            k += 1
+        nreqs = s["num_prefill_reqs"] + s["num_decode_reqs"]
+        free = max(free, s["released"]) + true.api_step_s + true.api_output_s * nreqs
+        for rid in s["new_req_ids"]:  # new requests are the step's last outputs
+            i = int(rid.split(f"{prefix}-")[1].split("-")[0])
+            ttfts[i] = free + true.output_s - starts[i]
+    return ttfts
 
 
 def _close(fitted: HostModel, names: list[str]) -> None:
@@ -85,6 +107,21 @@ def test_fit_with_api_cpu_takes_the_split_and_leaves_output_s_the_rest() -> None
     cpu = [_api_cpu(80, 10_000, 20_000), _api_cpu(300, 4_000, 65_000)]
     fitted = fit(steps, [TracedRun("bench-0123abcd", result)], async_sched=False, api_cpu=cpu)
     _close(fitted, ["api_step_s", "api_output_s", "output_s"])
+
+
+def test_output_s_is_not_the_api_servers_queue() -> None:
+    # a slow API server: loaded stretches queue each step's outputs behind the previous ones
+    true = replace(TRUE, api_request_s=2e-3, api_step_s=2e-3, api_output_s=1.5e-3, output_s=1e-3)
+    steps, result = simulate("bench-0123abcd", 100.0, 300, seed=6, true=true)
+    cpu = [ApiCpu(cpu_s=true.api_request_s * r + true.api_step_s * st + true.api_output_s * c, requests=r,
+                  steps=st, chunks=c) for r, st, c in ((80, 10_000, 20_000), (300, 4_000, 65_000))]
+    fitted = fit(steps, [TracedRun("bench-0123abcd", result)], async_sched=False, base=true, api_cpu=cpu)
+    assert fitted.output_s == pytest.approx(true.output_s, rel=0.02)
+    # the queue is real in this trace: charging only the step's own work would count it as output_s
+    queued = np.mean([result["start_times"][i] + result["ttfts"][i] - s["released"] - true.api_step_s
+                      - true.api_output_s * (s["num_prefill_reqs"] + s["num_decode_reqs"])
+                      for s in steps for i in (int(r.split("-")[3]) for r in s["new_req_ids"])])
+    assert queued > 1.5 * true.output_s
 
 
 def test_the_async_lag_reads_other_gaps() -> None:
