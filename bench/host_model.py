@@ -6,7 +6,9 @@ timings (vLLM's client and the emulated worker both stamp CLOCK_MONOTONIC) and f
 with ``llm_emu.virtual.hostfit`` (its docstring states what each term is fitted on). The burst run is what
 determines api_request_s; the API server's CPU time per run (/proc, idle share taken out; ``api_cpu.json`` in
 the workdir) splits its work into api_step_s and api_output_s, the heavy run (32 req/s, many chunks per step)
-being the one that tells the two apart.
+being the one that tells the two apart. How long the API server's event loop waited for a core per run
+(/proc/PID/schedstat, ``api_wait.json``) is printed beside it: on a 2-core machine the loop competes with the
+EngineCore and the benchmark client, and that wait is wall time the CPU time does not show.
 
 Usage: python bench/host_model.py [--profile aic:h100_sxm] [--model llama-3.1-8b] [--out host.json]
        [--workdir DIR] [--refit]  (--refit: fit the runs already in DIR again, e.g. after a model change)
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_emu.benchclient import Workload, run_benchmark
-from llm_emu.lifetime import cpu_seconds
+from llm_emu.lifetime import cpu_seconds, runqueue_seconds
 from llm_emu.server import ServerProcess, ServerSpec
 from llm_emu.virtual.hostfit import ApiCpu, TracedRun, fit, read_trace
 
@@ -78,6 +80,8 @@ def main() -> int:
     results = _saved_results(work) if a.refit else {}
     cpu_path = work / "api_cpu.json"
     cpu: dict[str, float] = json.loads(cpu_path.read_text()) if a.refit and cpu_path.is_file() else {}
+    wait_path = work / "api_wait.json"
+    wait: dict[str, float] = json.loads(wait_path.read_text()) if a.refit and wait_path.is_file() else {}
     if not a.refit:
         trace.unlink(missing_ok=True)
         spec = ServerSpec(kind="emulated", model=a.model, profile=a.profile, log_path=work / "server.log",
@@ -91,18 +95,23 @@ def main() -> int:
             for i, (name, wl) in enumerate(RUNS):
                 if i:
                     server.reset_prefix_cache()
-                c0, t0 = proc_cpu_s(pid), time.monotonic()
+                c0, t0, w0 = proc_cpu_s(pid), time.monotonic(), runqueue_seconds(pid)
                 results[name] = run_benchmark(server.base_url, server.served_model, wl, tokenizer_model=a.model,
                                               result_dir=work,
                                               extra_args=("--request-id-prefix", f"hostfit-{name}-"))
                 cpu[name] = proc_cpu_s(pid) - c0 - idle * (time.monotonic() - t0)
+                w1 = runqueue_seconds(pid)
+                if w0 is not None and w1 is not None:
+                    wait[name] = w1 - w0
         cpu_path.write_text(json.dumps(cpu, indent=2) + "\n")
+        wait_path.write_text(json.dumps(wait, indent=2) + "\n")
     steps = read_trace(trace)
     async_sched = "--no-async-scheduling" not in a.vllm_args
     api = {name: api_cpu_of(results[name], cpu[name], steps) for name in cpu if name in results}
     for name, x in api.items():
         print(f"{name}: API server {x.cpu_s:.2f} CPU s, {x.requests} requests, {x.chunks} chunks, {x.steps} steps "
-              f"({x.chunks / max(x.steps, 1):.1f} chunks/step)", file=sys.stderr)
+              f"({x.chunks / max(x.steps, 1):.1f} chunks/step)"
+              + (f"; its event loop waited {wait[name]:.2f} s for a core" if name in wait else ""), file=sys.stderr)
     model = fit(steps, traced_runs(results), async_sched, api_cpu=list(api.values()))
     model = replace(model, source=f"bench/host_model.py on {time.strftime('%Y-%m-%d')}, profile {a.profile}, "
                                   f"{len(steps)} steps, {_cpu()}")

@@ -64,6 +64,16 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else None
 
 
+def runqueue_seconds(pid: int) -> float | None:
+    """Time the main thread of ``pid`` has spent runnable but waiting for a core (/proc/PID/schedstat), in
+    seconds (None if it is gone or the kernel keeps no scheduler statistics)."""
+    try:
+        with open(f"{PROC}/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def alive(pid: int, started: str | None = None) -> bool:
     """Whether ``pid`` runs (a zombie is dead, only not yet reaped), and started at ``started`` if given."""
     fields = _stat(pid)

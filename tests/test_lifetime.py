@@ -213,3 +213,23 @@ def test_sigkilled_api_server_takes_its_engine_core_along(tmp_path):
         gone_s = time.monotonic() - start
     assert left == [], "the EngineCore outlived its API server"
     assert gone_s < 2.0, f"the EngineCore took {gone_s:.1f} s to die"
+
+
+SPIN = "import time\nend = time.monotonic() + float(__import__('sys').argv[1])\nwhile time.monotonic() < end: pass\n"
+
+
+def test_cpu_and_runqueue_seconds_of_two_processes_sharing_one_core():
+    # two busy loops pinned to one core: each gets about half of it and waits for it the other half
+    if lifetime.runqueue_seconds(os.getpid()) is None:
+        pytest.skip("no /proc/PID/schedstat on this kernel")
+    core = min(os.sched_getaffinity(0))
+    procs = [subprocess.Popen([PY, "-c", SPIN, "0.8"], preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+             for _ in range(2)]
+    time.sleep(0.6)
+    cpu = [lifetime.cpu_seconds(p.pid) for p in procs]
+    wait = [lifetime.runqueue_seconds(p.pid) for p in procs]
+    for p in procs:
+        p.wait()
+    assert all(c is not None and 0.1 < c < 0.55 for c in cpu), cpu
+    assert all(w is not None and w > 0.1 for w in wait), wait
+    assert lifetime.cpu_seconds(procs[0].pid) is None and lifetime.runqueue_seconds(procs[0].pid) is None  # gone
