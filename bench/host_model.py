@@ -5,10 +5,11 @@ joins the step trace (launch/release times, which requests started in each step)
 timings (vLLM's client and the emulated worker both stamp CLOCK_MONOTONIC) and fits llm_emu.virtual.HostModel
 with ``llm_emu.virtual.hostfit`` (its docstring states what each term is fitted on). The burst run is what
 determines api_request_s; the API server's CPU time per run (/proc, idle share taken out; ``api_cpu.json`` in
-the workdir) splits its work into api_step_s and api_output_s, the heavy run (32 req/s, many chunks per step)
-being the one that tells the two apart. How long the API server's event loop waited for a core per run
-(/proc/PID/schedstat, ``api_wait.json``) is printed beside it: on a 2-core machine the loop competes with the
-EngineCore and the benchmark client, and that wait is wall time the CPU time does not show.
+the workdir) splits its work into api_step_s, api_token_s and api_output_s; the heavy run (32 req/s, many
+chunks per step, outputs merged into fewer chunks) is the one that tells them apart. How long the API server's
+event loop waited for a core per run (/proc/PID/schedstat, ``api_wait.json``) is printed beside it: on a 2-core
+machine the loop competes with the EngineCore and the benchmark client, and that wait is wall time the CPU time
+does not show.
 
 Usage: python bench/host_model.py [--profile aic:h100_sxm] [--model llama-3.1-8b] [--out host.json]
        [--workdir DIR] [--refit]  (--refit: fit the runs already in DIR again, e.g. after a model change)
@@ -56,7 +57,8 @@ def api_cpu_of(res: dict[str, Any], cpu_s: float, steps: list[dict[str, Any]]) -
     lo = min(res["start_times"])
     hi = max(res["start_times"][i] + res["ttfts"][i] + sum(res["itls"][i]) for i in ok) if ok else lo
     n_steps = sum(1 for s in steps if lo <= s["released"] <= hi)
-    return ApiCpu(cpu_s=cpu_s, requests=len(res["ttfts"]), chunks=chunks, steps=n_steps)
+    tokens = sum(res["output_lens"][i] for i in ok)
+    return ApiCpu(cpu_s=cpu_s, requests=len(res["ttfts"]), chunks=chunks, steps=n_steps, tokens=tokens)
 
 
 def traced_runs(results: dict[str, dict[str, Any]]) -> list[TracedRun]:
@@ -109,7 +111,8 @@ def main() -> int:
     async_sched = "--no-async-scheduling" not in a.vllm_args
     api = {name: api_cpu_of(results[name], cpu[name], steps) for name in cpu if name in results}
     for name, x in api.items():
-        print(f"{name}: API server {x.cpu_s:.2f} CPU s, {x.requests} requests, {x.chunks} chunks, {x.steps} steps "
+        print(f"{name}: API server {x.cpu_s:.2f} CPU s, {x.requests} requests, {x.tokens} outputs, {x.chunks} chunks, "
+              f"{x.steps} steps "
               f"({x.chunks / max(x.steps, 1):.1f} chunks/step)"
               + (f"; its event loop waited {wait[name]:.2f} s for a core" if name in wait else ""), file=sys.stderr)
     model = fit(steps, traced_runs(results), async_sched, api_cpu=list(api.values()))

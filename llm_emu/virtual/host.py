@@ -14,11 +14,13 @@ no host, so it charges a model of that work instead (deterministic, independent 
   request and per chunk; a request or chunk that finds it busy waits (first come, first served). A burst of
   arrivals therefore reaches the scheduler spread out, and a new request's first token waits behind the tokens
   of every request already running, as on a real server under load.
-* ``api_step_s``: the API server's busy time per engine step that has outputs, before that step's chunks
-  (taking the step's output batch off the EngineCore socket and handing it to the per-request collectors).
-  Together with ``api_output_s`` it splits the API server's CPU time between steps and chunks, which matters
-  under load: a step streams many chunks at once, so a cost charged per chunk only would saturate the modelled
-  API server long before the real one saturates.
+* ``api_step_s`` and ``api_token_s``: the API server's busy time per engine step that has outputs, before that
+  step's chunks: taking the step's output batch off the EngineCore socket (``api_step_s``), then for each
+  request in it detokenising its new token and handing a RequestOutput to the request's collector
+  (``api_token_s``). That work is done for every request output, also when the collector merges it into a
+  chunk not yet sent; ``api_output_s`` is then only the streaming of each chunk that is sent (SSE). Splitting
+  the API server's CPU time this way matters under load: a step streams many chunks at once, and a loaded API
+  server sends fewer, larger chunks, so a cost charged per chunk only is wrong both ways.
 * ``output_s``: from the API server finishing a chunk to the client receiving it (SSE, client parsing).
   Shifts TTFT and E2E latency; inter-token gaps change only as much as the API server's queue does.
 
@@ -57,6 +59,9 @@ class HostModel:
     """API-server busy time per output chunk."""
     api_step_s: float = 0.0
     """API-server busy time per engine step with outputs, before its chunks."""
+    api_token_s: float = 0.0
+    """API-server busy time per request output of an engine step (detokenise, hand to the collector), with the
+    step's batch, merged or not."""
     output_s: float = 0.0
     """API server done with a chunk -> the client has it."""
     source: str = "none"
@@ -66,6 +71,10 @@ class HostModel:
         """Host seconds charged before a step with these features is launched."""
         return (self.step_base_s + self.step_per_req_s * features.num_reqs
                 + self.step_per_token_s * features.num_prefill_tokens)
+
+    def api_batch(self, outputs: int) -> float:
+        """API-server seconds to take one engine step's batch of ``outputs`` request outputs (before its chunks)."""
+        return self.api_step_s + self.api_token_s * outputs if outputs else 0.0
 
     def request_in(self, prompt_len: int) -> float:
         """Seconds from the API server taking a request of ``prompt_len`` tokens to the scheduler seeing it."""

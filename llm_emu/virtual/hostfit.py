@@ -12,8 +12,9 @@ requests first scheduled in each step) is joined with vLLM's benchmark client's 
 * ``output_s``, ``api_output_s``: the request's first chunk at the client minus the release of the step that
   produced it, on (1, requests in that step): the API server takes the step's output batch (``api_step_s``),
   then streams its chunks one at a time, and a new request's is the last of its step;
-* ``api_step_s``, ``api_output_s`` from the API server's measured CPU time per run (``ApiCpu``, optional):
-  non-negative least squares on (steps, chunks) over runs with different chunks per step (``api_costs``);
+* ``api_step_s``, ``api_token_s``, ``api_output_s`` from the API server's measured CPU time per run (``ApiCpu``,
+  optional): non-negative least squares on (steps, request outputs, chunks sent) over runs where these vary
+  independently (``api_costs``: a loaded run merges outputs into fewer chunks, which separates the last two);
   then ``output_s`` is what is left of the delays of first chunks whose step found the API server idle (its
   queue replayed with the fitted terms, ``api_waits``);
 * ``api_request_s``: only from a burst (every request sent at once): the span over which it entered the
@@ -71,13 +72,25 @@ class ApiCpu:
     """Chunks the client received (first token + one per inter-chunk gap)."""
     steps: int = 0
     """Engine steps with outputs during the run."""
+    tokens: int = 0
+    """Request outputs the engine sent (one per request per step: the requests' output tokens)."""
 
 
-def api_costs(runs: Sequence[ApiCpu], per_request_s: float) -> tuple[float, float] | None:
-    """(api_step_s, api_output_s) from the API server's CPU time of runs with different chunks per step.
+def _separable(x: np.ndarray) -> bool:
+    """Whether runs (rows) vary their counts (columns) independently enough to fit one cost per column."""
+    if len(x) < x.shape[1] or not (x.max(axis=0) > 0).all():
+        return False
+    return bool(np.linalg.matrix_rank(x / x.max(axis=0), tol=0.05) == x.shape[1])
 
-    Least squares with non-negative terms on ``cpu - per_request_s * requests = step * steps + chunk * chunks``.
-    Runs with one chunks-per-step ratio cannot tell the two apart: then everything is per chunk.
+
+def api_costs(runs: Sequence[ApiCpu], per_request_s: float) -> tuple[float, float, float] | None:
+    """(api_step_s, api_token_s, api_output_s) from the API server's CPU time of runs with different mixes of
+    steps, request outputs and chunks.
+
+    Least squares with non-negative terms on
+    ``cpu - per_request_s * requests = step * steps + token * tokens + chunk * chunks``. Where the runs cannot
+    tell request outputs from chunks (no run merged outputs into fewer chunks) the two are one cost per chunk;
+    where they cannot tell steps from chunks either (one chunks-per-step ratio), everything is per chunk.
     """
     from scipy.optimize import nnls
 
@@ -85,11 +98,14 @@ def api_costs(runs: Sequence[ApiCpu], per_request_s: float) -> tuple[float, floa
     if not use:
         return None
     y = np.asarray([r.cpu_s - per_request_s * r.requests for r in use])
-    ratios = {round(r.chunks / r.steps, 1) for r in use if r.steps}
-    if len(ratios) < 2:
-        return 0.0, max(0.0, float(y.sum() / sum(r.chunks for r in use)))
-    coef, _ = nnls(np.asarray([[r.steps, r.chunks] for r in use], dtype=float), y)
-    return float(coef[0]), float(coef[1])
+    full = np.asarray([[r.steps, r.tokens, r.chunks] for r in use], dtype=float)
+    if _separable(full):
+        coef, _ = nnls(full, y)
+        return float(coef[0]), float(coef[1]), float(coef[2])
+    if _separable(full[:, [0, 2]]):
+        coef, _ = nnls(full[:, [0, 2]], y)
+        return float(coef[0]), 0.0, float(coef[1])
+    return 0.0, 0.0, max(0.0, float(y.sum() / full[:, 2].sum()))
 
 
 def read_trace(path: Path) -> list[dict[str, Any]]:
@@ -153,9 +169,10 @@ def fit(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], async_sch
         base: HostModel = NO_HOST, api_cpu: Sequence[ApiCpu] = ()) -> HostModel:
     """The host model of these traced steps and runs; undetermined terms from ``base``.
 
-    With ``api_cpu`` (the API server's measured CPU per run) ``api_step_s`` and ``api_output_s`` come from it
-    (``api_costs``) and ``output_s`` is what is left of a first chunk's delay after the API server's work;
-    without it, both come from the first chunks' delays (``api_step_s`` stays the base's).
+    With ``api_cpu`` (the API server's measured CPU per run) ``api_step_s``, ``api_token_s`` and ``api_output_s``
+    come from it (``api_costs``) and ``output_s`` is what is left of a first chunk's delay after the API server's
+    work; without it, ``output_s`` and the per-request slope (``api_token_s`` + ``api_output_s``, the former
+    kept from the base) come from the first chunks' delays, ``api_step_s`` stays the base's.
     """
     model = base
     coef = _lstsq(*step_costs(steps, lag=2 if async_sched else 1))
@@ -185,7 +202,8 @@ def fit(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], async_sch
         model = replace(model, request_in_s=max(0.0, float(c[0])), request_in_per_token_s=max(0.0, float(c[1])))
     o = _lstsq(np.column_stack([np.ones(len(outs)), out_reqs]), np.asarray(outs))
     if o is not None:  # the intercept holds the step's batch work too (api_step_s, kept from base until split)
-        model = replace(model, output_s=max(0.0, float(o[0]) - model.api_step_s), api_output_s=max(0.0, float(o[1])))
+        model = replace(model, output_s=max(0.0, float(o[0]) - model.api_step_s),
+                        api_output_s=max(0.0, float(o[1]) - model.api_token_s))
     bursts = [r for r in runs if r.burst]
     # the burst's intake is measured net of the API server's step and chunk work, and that work is measured net
     # of the requests' intake: two rounds settle it
@@ -194,7 +212,7 @@ def fit(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], async_sch
             model = replace(model, api_request_s=burst_intake(steps, bursts[0], first, model))
         split = api_costs(api_cpu, model.api_request_s) if api_cpu else None
         if split is not None:
-            model = replace(model, api_step_s=split[0], api_output_s=split[1])
+            model = replace(model, api_step_s=split[0], api_token_s=split[1], api_output_s=split[2])
     if api_cpu and outs:  # a new request's first chunk: its step's batch, every chunk of the step, the client
         model = replace(model, output_s=_output_after_api(steps, runs, model, outs, out_reqs, out_steps))
     return model
@@ -203,10 +221,11 @@ def fit(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], async_sch
 def api_waits(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], model: HostModel) -> dict[int, float]:
     """id(step) -> how long the step's output batch waited for the modelled API server (the virtual loop's
     first-come first-served queue: ``api_request_s`` per request the clients sent, ``api_step_s`` + ``api_output_s``
-    per chunk for each step with outputs; merged chunks are not modelled, so a busy stretch is, if anything,
-    overestimated)."""
+    per request output + ``api_output_s`` per chunk for each step with outputs; merged chunks are not modelled, so
+    a busy stretch is, if anything, overestimated)."""
     events = [(t, 0, model.api_request_s, 0) for run in runs for t in run.result["start_times"]]
-    events += [(s["released"], 1, model.api_step_s + model.api_output_s * features(s).num_reqs, id(s))
+    events += [(s["released"], 1, model.api_batch(features(s).num_reqs) + model.api_output_s * features(s).num_reqs,
+                id(s))
                for s in steps if features(s).num_reqs]
     free, waits = float("-inf"), {}
     for at, kind, busy_s, key in sorted(events, key=lambda e: e[:2]):  # a request sent meanwhile comes first
@@ -221,12 +240,14 @@ def _output_after_api(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedR
                       outs: Sequence[float], out_reqs: Sequence[int],
                       out_steps: Sequence[Mapping[str, Any]]) -> float:
     """``output_s``: a first chunk's delay after its step's release, less the API server's work on that step
-    (its batch, then every chunk of the step: the new request's is last), from the first chunks whose step found
-    the modelled API server idle; with fewer than MIN_SAMPLES of those, from all of them less the modelled wait.
+    (its batch with every request's output, then every chunk of the step: the new request's is last), from the
+    first chunks whose step found the modelled API server idle; with fewer than MIN_SAMPLES of those, from all of
+    them less the modelled wait.
     Without this, the queueing of loaded runs would be counted as output_s (and charged again by the queue)."""
     waits = api_waits(steps, runs, model)
     wait = np.asarray([waits.get(id(s), 0.0) for s in out_steps])
-    rest = np.asarray(outs) - model.api_step_s - model.api_output_s * np.asarray(out_reqs)
+    reqs = np.asarray(out_reqs)
+    rest = np.asarray(outs) - np.asarray([model.api_batch(n) for n in out_reqs]) - model.api_output_s * reqs
     idle = wait <= 1e-9
     return max(0.0, float(rest[idle].mean() if idle.sum() >= MIN_SAMPLES else (rest - wait).mean()))
 
@@ -246,7 +267,7 @@ def burst_intake(steps: Sequence[Mapping[str, Any]], burst: TracedRun,
     span = last_seen - firsts[0]
     during = [s for s in steps if firsts[0] <= s["released"] < last_seen]
     chunks = sum(features(s).num_reqs for s in during)
-    busy = chunks * model.api_output_s + len(during) * model.api_step_s
+    busy = chunks * model.api_output_s + sum(model.api_batch(features(s).num_reqs) for s in during)
     return max(0.0, (span - busy) / (len(firsts) - 1))
 
 

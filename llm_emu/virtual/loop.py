@@ -8,8 +8,8 @@ What a wall-clock run does with real processes, this loop does on one thread:
   of the virtual clock; waiting for its output moves the clock to the step's end) and processes outputs with
   vLLM's own output processor;
 * every ``RequestOutput`` is one streamed chunk; the API server (one event loop, modelled as a first-come
-  first-served queue with ``HostModel.api_request_s`` per request, ``api_step_s`` per engine step's output
-  batch and ``api_output_s`` per chunk) handles
+  first-served queue with ``HostModel.api_request_s`` per request, ``api_step_s`` + ``api_token_s`` per
+  request output for each engine step's output batch, and ``api_output_s`` per chunk sent) handles
   requests and chunks in time order, and the client receives a chunk ``output_s`` after the API server is done
   with it (tokens of a request whose previous chunk still waits for the API server join that chunk, as vLLM's
   per-request output collector merges them); the client's records (TTFT, inter-chunk gaps, latency, output
@@ -170,8 +170,9 @@ class VirtualLoop:
         """Record one streamed chunk per RequestOutput; return the client-side end times of finished requests."""
         now = self.clock.now()
         finished: list[float] = []
-        if outputs and self.host.api_step_s:  # the API server takes the step's output batch before its chunks
-            state.take_api(now, self.host.api_step_s)
+        batch = self.host.api_batch(len(outputs))
+        if batch:  # the API server takes the step's output batch (every request's output) before its chunks
+            state.take_api(now, batch)
         for ro in outputs:
             stream = state.streams[ro.request_id]
             out = stream.output

@@ -25,7 +25,7 @@ def simulate(prefix: str, t0: float, n: int, seed: int, latency: float = 4e-3,
 
     With ``true`` (a host model with API-server costs), a new request's first chunk also waits for an API server
     that serves, first come first served, each request sent (``api_request_s``) and each step's outputs
-    (``api_step_s`` + ``api_output_s`` per request in the step)."""
+    (``api_step_s`` + ``api_token_s`` + ``api_output_s`` per request in the step)."""
     rng = np.random.default_rng(seed)
     starts = t0 + np.cumsum(rng.exponential(0.05, n))  # busy at times, idle at others
     plens = rng.integers(10, 400, n)
@@ -66,7 +66,7 @@ def _queued_ttfts(steps: list[dict], starts: np.ndarray, prefix: str, true: Host
             free = max(free, starts[k]) + true.api_request_s
             k += 1
         nreqs = s["num_prefill_reqs"] + s["num_decode_reqs"]
-        free = max(free, s["released"]) + true.api_step_s + true.api_output_s * nreqs
+        free = max(free, s["released"]) + true.api_step_s + (true.api_token_s + true.api_output_s) * nreqs
         for rid in s["new_req_ids"]:  # new requests are the step's last outputs
             i = int(rid.split(f"{prefix}-")[1].split("-")[0])
             ttfts[i] = free + true.output_s - starts[i]
@@ -88,18 +88,30 @@ def test_fit_recovers_the_host_terms_of_a_simulated_engine() -> None:
     assert fitted.api_step_s == BASE.api_step_s  # kept from the base and not counted again in output_s
 
 
-def _api_cpu(requests: int, steps: int, chunks: int) -> ApiCpu:
-    cpu = TRUE.api_request_s * requests + TRUE.api_step_s * steps + TRUE.api_output_s * chunks
-    return ApiCpu(cpu_s=cpu, requests=requests, chunks=chunks, steps=steps)
+def _api_cpu(requests: int, steps: int, chunks: int, tokens: int | None = None, true: HostModel = TRUE) -> ApiCpu:
+    tokens = chunks if tokens is None else tokens  # by default no output merged into another's chunk
+    cpu = (true.api_request_s * requests + true.api_step_s * steps + true.api_token_s * tokens
+           + true.api_output_s * chunks)
+    return ApiCpu(cpu_s=cpu, requests=requests, chunks=chunks, steps=steps, tokens=tokens)
 
 
 def test_api_cpu_splits_into_per_step_and_per_chunk_costs() -> None:
     runs = [_api_cpu(80, 10_000, 20_000), _api_cpu(300, 4_000, 65_000), _api_cpu(400, 3_000, 90_000)]
-    assert api_costs(runs, TRUE.api_request_s) == pytest.approx((TRUE.api_step_s, TRUE.api_output_s))
+    # no run merged outputs: outputs and chunks are one cost, per chunk
+    assert api_costs(runs, TRUE.api_request_s) == pytest.approx((TRUE.api_step_s, 0.0, TRUE.api_output_s))
     # one chunks-per-step ratio cannot separate them: all of it per chunk
-    step, chunk = api_costs([_api_cpu(80, 1_000, 2_000), _api_cpu(160, 2_000, 4_000)], TRUE.api_request_s)
-    assert step == 0.0
+    step, token, chunk = api_costs([_api_cpu(80, 1_000, 2_000), _api_cpu(160, 2_000, 4_000)], TRUE.api_request_s)
+    assert step == token == 0.0
     assert chunk == pytest.approx(TRUE.api_output_s + TRUE.api_step_s / 2)
+
+
+def test_api_cpu_separates_request_outputs_from_chunks_when_a_run_merged_them() -> None:
+    true = replace(TRUE, api_request_s=3e-3, api_step_s=1e-3, api_token_s=9e-5, api_output_s=5e-5)
+    # the shape of bench/host_model.py's four runs: light, busy, burst, heavy (outputs merged 2.5:1)
+    runs = [_api_cpu(80, 10_112, 20_587, 20_861, true), _api_cpu(300, 4_317, 64_273, 65_258, true),
+            _api_cpu(100, 1_823, 18_172, 24_915, true), _api_cpu(400, 2_380, 38_525, 95_856, true)]
+    assert api_costs(runs, true.api_request_s) == pytest.approx((true.api_step_s, true.api_token_s,
+                                                                 true.api_output_s))
 
 
 def test_fit_with_api_cpu_takes_the_split_and_leaves_output_s_the_rest() -> None:

@@ -143,3 +143,18 @@ def test_a_steps_outputs_cost_the_api_server_once_before_its_chunks() -> None:
     assert [o.ttft for o in outputs] == pytest.approx([STEP_S + 0.002 + k * 0.0005 + 0.001 for k in (1, 2, 3)])
     # step 2 (10-20 ms) again pays the batch once: chunks at 22.5, 23, 23.5 ms -> every gap is one step
     assert [gap for o in outputs for gap in o.itl] == pytest.approx([STEP_S] * 3)
+
+
+def test_every_request_output_costs_the_api_server_even_when_merged() -> None:
+    """api_token_s is charged with the step's batch for each request output, also for one merged into a chunk
+    not yet sent (vLLM's output processor detokenises every output before its collector merges them)."""
+    host = HostModel(api_token_s=0.004, api_output_s=0.011)
+    outputs, _, _ = _run(1, [0.0], out_len=5, limit=None, host=host)
+    (out,) = outputs
+    # steps end at 10, 20, 30, 40, 50 ms. Batch + chunk: 10-14 + 14-25, 25-29 + 29-40, 40-44 + 44-55;
+    # step 4 (40 ms): batch 55-59, its token joins the chunk taken at 44 > 40 ms (merged, sent at 55);
+    # step 5 (50 ms): batch 59-63 (it waits for step 4's batch, merged or not), chunk 63-74
+    assert out.output_tokens == 5
+    assert out.ttft == pytest.approx(0.025)
+    assert out.itl == pytest.approx([0.015, 0.015, 0.019])
+    assert out.latency == pytest.approx(0.074)
