@@ -9,7 +9,8 @@ the workdir) splits its work into api_step_s, api_token_s and api_output_s; the 
 chunks per step, outputs merged into fewer chunks) is the one that tells them apart. How long the API server's
 event loop waited for a core per run (/proc/PID/schedstat, ``api_wait.json``) is printed beside it: on a 2-core
 machine the loop competes with the EngineCore and the benchmark client, and that wait is wall time the CPU time
-does not show.
+does not show. Last, ``api_request_turns`` is chosen by replaying the busy and heavy runs in virtual time
+(``fit_turns``).
 
 Usage: python bench/host_model.py [--profile aic:h100_sxm] [--model llama-3.1-8b] [--out host.json]
        [--workdir DIR] [--refit]  (--refit: fit the runs already in DIR again, e.g. after a model change)
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -29,6 +31,7 @@ from typing import Any
 from llm_emu.benchclient import Workload, run_benchmark
 from llm_emu.lifetime import cpu_seconds, runqueue_seconds
 from llm_emu.server import ServerProcess, ServerSpec
+from llm_emu.virtual.host import HostModel
 from llm_emu.virtual.hostfit import ApiCpu, TracedRun, fit, read_trace
 
 RUNS = (("light", Workload(num_prompts=80, request_rate=1.0, seed=11)),
@@ -37,6 +40,10 @@ RUNS = (("light", Workload(num_prompts=80, request_rate=1.0, seed=11)),
         ("heavy", Workload(num_prompts=400, request_rate=32.0, seed=14)))
 OPTIONAL = {"heavy"}
 """Runs an older --workdir may lack (--refit fits without them)."""
+TURNS = (1, 2, 4, 8, 16, 32)
+"""Candidate api_request_turns."""
+TURNS_RUNS = ("busy", "heavy")
+"""The runs whose mean TTFT fits api_request_turns (loaded: intake waits behind streaming outputs)."""
 IDLE_S = 5.0
 """Seconds of an idle server before the runs: the API server's CPU when nothing happens."""
 
@@ -47,6 +54,13 @@ def proc_cpu_s(pid: int) -> float:
     if cpu is None:
         sys.exit(f"host_model: the server process {pid} is gone; see the server log in --workdir")
     return cpu
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine so far (/proc/stat: all but idle, iowait and steal)."""
+    cols = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(cols) - cols[3] - cols[4] - cols[7]) / tick, cols[7] / tick
 
 
 def api_cpu_of(res: dict[str, Any], cpu_s: float, steps: list[dict[str, Any]]) -> ApiCpu:
@@ -97,7 +111,7 @@ def main() -> int:
             for i, (name, wl) in enumerate(RUNS):
                 if i:
                     server.reset_prefix_cache()
-                c0, t0, w0 = proc_cpu_s(pid), time.monotonic(), runqueue_seconds(pid)
+                c0, t0, w0, m0 = proc_cpu_s(pid), time.monotonic(), runqueue_seconds(pid), machine_cpu()
                 results[name] = run_benchmark(server.base_url, server.served_model, wl, tokenizer_model=a.model,
                                               result_dir=work,
                                               extra_args=("--request-id-prefix", f"hostfit-{name}-"))
@@ -105,6 +119,10 @@ def main() -> int:
                 w1 = runqueue_seconds(pid)
                 if w0 is not None and w1 is not None:
                     wait[name] = w1 - w0
+                busy, steal = (b - a for a, b in zip(m0, machine_cpu(), strict=True))
+                span = time.monotonic() - t0
+                print(f"{name}: the machine's cores were {100 * busy / (span * (os.cpu_count() or 1)):.0f} % busy "
+                      f"over {span:.1f} s (steal {steal:.1f} s)", file=sys.stderr)
         cpu_path.write_text(json.dumps(cpu, indent=2) + "\n")
         wait_path.write_text(json.dumps(wait, indent=2) + "\n")
     steps = read_trace(trace)
@@ -116,11 +134,36 @@ def main() -> int:
               f"({x.chunks / max(x.steps, 1):.1f} chunks/step)"
               + (f"; its event loop waited {wait[name]:.2f} s for a core" if name in wait else ""), file=sys.stderr)
     model = fit(steps, traced_runs(results), async_sched, api_cpu=list(api.values()))
+    model = replace(model, api_request_turns=fit_turns(model, results, a.profile, a.model, a.vllm_args))
     model = replace(model, source=f"bench/host_model.py on {time.strftime('%Y-%m-%d')}, profile {a.profile}, "
                                   f"{len(steps)} steps, {_cpu()}")
     Path(a.out).write_text(model.to_json() + "\n")
     print(model.to_json())
     return 0
+
+
+def fit_turns(model: HostModel, results: dict[str, dict[str, Any]], profile: str, served: str,
+              vllm_args: list[str]) -> int:
+    """``api_request_turns``: the value in TURNS whose virtual-time replay of the loaded runs (TURNS_RUNS, same
+    workloads) comes closest to their measured mean TTFT (sum of squared relative errors). Every other term is
+    fitted first; the turns are what the loaded runs' TTFT needs beyond a first-come first-served intake."""
+    from llm_emu.virtual import VirtualCell, run_virtual_cells
+
+    names = [n for n in TURNS_RUNS if n in results]
+    if not names:
+        return model.api_request_turns
+    cells = [VirtualCell(wl) for n, wl in RUNS if n in names]
+    measured = [results[n]["mean_ttft_ms"] for n in names]
+    best, best_err = model.api_request_turns, float("inf")
+    for turns in TURNS:
+        got = run_virtual_cells(served, profile, vllm_args, cells, host=replace(model, api_request_turns=turns))
+        errs = [100 * (g["mean_ttft_ms"] - m) / m for g, m in zip(got, measured, strict=True)]
+        err = sum(e * e for e in errs)
+        print(f"api_request_turns {turns}: virtual vs measured mean TTFT " + ", ".join(
+            f"{n} {e:+.1f} %" for n, e in zip(names, errs, strict=True)), file=sys.stderr, flush=True)
+        if err < best_err:
+            best, best_err = turns, err
+    return best
 
 
 def _saved_results(work: Path) -> dict[str, dict[str, Any]]:

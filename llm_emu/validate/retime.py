@@ -37,7 +37,7 @@ import pandas as pd
 
 from llm_emu.errors import EmuError
 from llm_emu.validate.errors import KIND_EMU, KIND_REAL
-from llm_emu.virtual.host import HostModel
+from llm_emu.virtual.host import COUNTS, HostModel
 
 KIND_VIRTUAL = "virtual"
 """Rows of the replay with the pack as captured."""
@@ -88,7 +88,7 @@ def cell_speeds(speeds: pd.DataFrame) -> dict[tuple[float, float], float]:
 
 def scaled_host(host: HostModel, factor: float) -> HostModel:
     """Every host time term multiplied by ``factor`` (the source line says so)."""
-    times = {f.name: getattr(host, f.name) * factor for f in fields(HostModel) if f.name != "source"}
+    times = {f.name: getattr(host, f.name) * factor for f in fields(HostModel) if f.name not in ("source", *COUNTS)}
     return replace(host, **times, source=f"{host.source}, x{factor:.3f} (device speed)")
 
 

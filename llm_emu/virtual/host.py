@@ -21,6 +21,12 @@ no host, so it charges a model of that work instead (deterministic, independent 
   chunk not yet sent; ``api_output_s`` is then only the streaming of each chunk that is sent (SSE). Splitting
   the API server's CPU time this way matters under load: a step streams many chunks at once, and a loaded API
   server sends fewer, larger chunks, so a cost charged per chunk only is wrong both ways.
+* ``api_request_turns``: how many times a request's intake goes back to the API server's queue. vLLM's serving
+  path awaits many times between reading the request and handing it to the EngineCore (body, tokeniser,
+  input processing, the IPC send); each await lets every ready task run first, so under streaming load a new
+  request waits behind one step's outputs per await, not once. The intake's ``api_request_s`` is split evenly
+  over the turns, each queued behind what the API server has at that moment. 1 is one first-come first-served
+  job.
 * ``output_s``: from the API server finishing a chunk to the client receiving it (SSE, client parsing).
   Shifts TTFT and E2E latency; inter-token gaps change only as much as the API server's queue does.
 
@@ -57,6 +63,8 @@ class HostModel:
     """API-server busy time per incoming request (requests and chunks are served one at a time)."""
     api_output_s: float = 0.0
     """API-server busy time per output chunk."""
+    api_request_turns: int = 1
+    """Times a request's intake queues at the API server (its api_request_s split evenly between them)."""
     api_step_s: float = 0.0
     """API-server busy time per engine step with outputs, before its chunks."""
     api_token_s: float = 0.0
@@ -90,9 +98,11 @@ class HostModel:
         if unknown:
             raise EmuError(f"{where}: unknown field(s) {unknown}; valid fields are {sorted(known)}")
         model = cls(**data)
-        bad = [f.name for f in fields(cls) if f.name != "source" and not getattr(model, f.name) >= 0]
+        bad = [f.name for f in fields(cls) if f.name not in ("source", *COUNTS) and not getattr(model, f.name) >= 0]
         if bad:
             raise EmuError(f"{where}: {bad} must be >= 0 seconds")
+        if not (isinstance(model.api_request_turns, int) and model.api_request_turns >= 1):
+            raise EmuError(f"{where}: api_request_turns must be a whole number >= 1, not {model.api_request_turns!r}")
         return model
 
     @classmethod
@@ -104,6 +114,9 @@ class HostModel:
                            "bench/host_model.py or 'none'") from None
         return cls.from_dict(data, str(path))
 
+
+COUNTS = ("api_request_turns",)
+"""Fields that are counts, not seconds (not scaled with the device's speed)."""
 
 #: Pure device time: every host term zero.
 NO_HOST = HostModel()

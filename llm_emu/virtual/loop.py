@@ -7,6 +7,8 @@ What a wall-clock run does with real processes, this loop does on one thread:
 * vLLM's ``LLMEngine.step()`` schedules, "executes" (the emulated worker books the step on the device timeline
   of the virtual clock; waiting for its output moves the clock to the step's end) and processes outputs with
   vLLM's own output processor;
+* a request's intake queues at the API server ``api_request_turns`` times (vLLM's serving path awaits between
+  its stages, and each await lets the tasks already ready run first), ``api_request_s`` split between the turns;
 * every ``RequestOutput`` is one streamed chunk; the API server (one event loop, modelled as a first-come
   first-served queue with ``HostModel.api_request_s`` per request, ``api_step_s`` + ``api_token_s`` per
   request output for each engine step's output batch, and ``api_output_s`` per chunk sent) handles
@@ -58,6 +60,9 @@ class _State:
     streams: dict[str, _Stream] = field(default_factory=dict)
     to_engine: list[tuple[float, int, str, Any, Any]] = field(default_factory=list)
     """Heap of (time the scheduler sees it, index, request id, engine input, sampling params)."""
+    intake: list[tuple[float, int, int, str, Any, Any]] = field(default_factory=list)
+    """Heap of requests in the API server's intake: (time its next turn reaches the API server's queue, index,
+    turns left, request id, engine input, sampling params)."""
     done: int = 0
     end: float = 0.0
     api_free: float = 0.0
@@ -122,9 +127,22 @@ class VirtualLoop:
         out.start_time = at - state.t0
         rid = self._rid(key)
         state.streams[rid] = _Stream(output=out, sent=at, last=at)
-        prompt_len = len(engine_input.get("prompt_token_ids") or ())
-        seen = state.take_api(at, self.host.api_request_s) + self.host.request_in(prompt_len)
-        heapq.heappush(state.to_engine, (seen, len(state.streams), rid, engine_input, params))
+        heapq.heappush(state.intake, (at, len(state.streams), self.host.api_request_turns, rid, engine_input, params))
+
+    def _intake(self, state: _State, now: float) -> None:
+        """Queue at the API server every intake turn that reaches it by ``now``, in time order; a request whose
+        last turn is done goes on to the scheduler (``request_in`` later)."""
+        share = self.host.api_request_s / self.host.api_request_turns
+        while state.intake and state.intake[0][0] <= now:
+            at, idx, left, rid, engine_input, params = heapq.heappop(state.intake)
+            done = state.take_api(at, share) + share
+            if left > 1:
+                heapq.heappush(state.intake, (done, idx, left - 1, rid, engine_input, params))
+            else:
+                prompt_len = len(engine_input.get("prompt_token_ids") or ())
+                # request_in (measured at an idle server) holds the intake's own API time: only the waits add
+                seen = done - self.host.api_request_s + self.host.request_in(prompt_len)
+                heapq.heappush(state.to_engine, (seen, idx, rid, engine_input, params))
 
     def _drive(self, state: _State, arrivals: deque[tuple[float, int]], total: int, limit: int | None,
                run: ClientRun | None) -> None:
@@ -134,11 +152,13 @@ class VirtualLoop:
         while state.done < total:
             now = self.clock.now()
             self._dispatch(state, arrivals, slots, limit, run, now)
+            self._intake(state, now)
             while state.to_engine and state.to_engine[0][0] <= now:
                 _, _, rid, engine_input, params = heapq.heappop(state.to_engine)
                 self.engine.add_request(rid, engine_input, params)
             if not self.engine.has_unfinished_requests():
                 times = [t for t in (state.to_engine[0][0] if state.to_engine else None,
+                                     state.intake[0][0] if state.intake else None,
                                      arrivals[0][0] if arrivals and (slots or not limit) else None) if t is not None]
                 if not times:
                     raise EmuError(f"virtual run stalled with {total - state.done} request(s) unfinished")
@@ -170,6 +190,7 @@ class VirtualLoop:
         """Record one streamed chunk per RequestOutput; return the client-side end times of finished requests."""
         now = self.clock.now()
         finished: list[float] = []
+        self._intake(state, now)  # intake turns that reached the API server before this step's outputs
         batch = self.host.api_batch(len(outputs))
         if batch:  # the API server takes the step's output batch (every request's output) before its chunks
             state.take_api(now, batch)

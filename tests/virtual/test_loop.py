@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -158,3 +158,21 @@ def test_every_request_output_costs_the_api_server_even_when_merged() -> None:
     assert out.ttft == pytest.approx(0.025)
     assert out.itl == pytest.approx([0.015, 0.015, 0.019])
     assert out.latency == pytest.approx(0.074)
+
+
+def test_a_requests_intake_waits_behind_each_steps_outputs_once_per_turn() -> None:
+    """With api_request_turns > 1 the intake re-queues at the API server after each turn, so a request sent
+    while chunks stream waits behind the outputs of every step that ends meanwhile; alone it costs the same."""
+    alone = HostModel(api_request_s=0.003, api_request_turns=3, request_in_s=0.004)
+    (out,), _, _ = _run(1, [0.0], out_len=2, limit=None, host=alone)
+    assert out.ttft == pytest.approx(0.004 + STEP_S)  # idle server: turns 0-1, 1-2, 2-3 ms, seen at 4 ms
+    loaded = HostModel(api_request_s=0.006, api_request_turns=3, request_in_s=0.006, api_step_s=0.008)
+    outputs, _, _ = _run(2, [0.0, 0.0205], out_len=5, limit=None, host=loaded)
+    # request 0 is seen at 6 ms; its steps end at 16, 26, 36, 46, 56 ms and each step's batch holds the API
+    # server 8 ms (16-24, 28-36, ...). Request 1, sent at 20.5 ms: turn 1 waits for the batch -> 24-26,
+    # turn 2 26-28, then step 2's batch (26 ms) goes first: 28-36, turn 3 36-38; seen at 38 - 6 + 6 = 38 ms,
+    # first scheduled in the step at 46-56 ms, its batch 56-64 ms
+    assert outputs[1].ttft == pytest.approx(0.064 - 0.0205)
+    # as one first-come first-served job it is done at 30 ms and makes the step at 36-46 ms
+    outputs1, _, _ = _run(2, [0.0, 0.0205], out_len=5, limit=None, host=replace(loaded, api_request_turns=1))
+    assert outputs1[1].ttft == pytest.approx(0.054 - 0.0205)
