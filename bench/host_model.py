@@ -31,6 +31,7 @@ from typing import Any
 from llm_emu.benchclient import Workload, run_benchmark
 from llm_emu.lifetime import cpu_seconds, runqueue_seconds
 from llm_emu.server import ServerProcess, ServerSpec
+from llm_emu.validate.runner import machine_cpu_seconds
 from llm_emu.virtual.host import HostModel
 from llm_emu.virtual.hostfit import ApiCpu, TracedRun, fit, read_trace
 
@@ -54,13 +55,6 @@ def proc_cpu_s(pid: int) -> float:
     if cpu is None:
         sys.exit(f"host_model: the server process {pid} is gone; see the server log in --workdir")
     return cpu
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, steal) CPU seconds of the whole machine so far (/proc/stat: all but idle, iowait and steal)."""
-    cols = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    tick = os.sysconf("SC_CLK_TCK")
-    return (sum(cols) - cols[3] - cols[4] - cols[7]) / tick, cols[7] / tick
 
 
 def api_cpu_of(res: dict[str, Any], cpu_s: float, steps: list[dict[str, Any]]) -> ApiCpu:
@@ -111,7 +105,7 @@ def main() -> int:
             for i, (name, wl) in enumerate(RUNS):
                 if i:
                     server.reset_prefix_cache()
-                c0, t0, w0, m0 = proc_cpu_s(pid), time.monotonic(), runqueue_seconds(pid), machine_cpu()
+                c0, t0, w0, m0 = proc_cpu_s(pid), time.monotonic(), runqueue_seconds(pid), machine_cpu_seconds()
                 results[name] = run_benchmark(server.base_url, server.served_model, wl, tokenizer_model=a.model,
                                               result_dir=work,
                                               extra_args=("--request-id-prefix", f"hostfit-{name}-"))
@@ -119,7 +113,7 @@ def main() -> int:
                 w1 = runqueue_seconds(pid)
                 if w0 is not None and w1 is not None:
                     wait[name] = w1 - w0
-                busy, steal = (b - a for a, b in zip(m0, machine_cpu(), strict=True))
+                busy, steal = (b - a for a, b in zip(m0, machine_cpu_seconds(), strict=True))
                 span = time.monotonic() - t0
                 print(f"{name}: the machine's cores were {100 * busy / (span * (os.cpu_count() or 1)):.0f} % busy "
                       f"over {span:.1f} s (steal {steal:.1f} s)", file=sys.stderr)

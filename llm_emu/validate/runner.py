@@ -47,18 +47,25 @@ def timed_benchmark(base_url: str, model: str, workload: Any, **kwargs: Any) -> 
     return result
 
 
+def machine_cpu_seconds(stat: str = "/proc/stat") -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine so far, all CPUs: busy is all but idle, iowait and steal;
+    NaN where the kernel does not say."""
+    try:
+        with open(stat) as f:
+            cols = [int(x) for x in f.readline().split()[1:9]]
+        tick = os.sysconf("SC_CLK_TCK")
+        return (sum(cols) - cols[3] - cols[4] - cols[7]) / tick, cols[7] / tick
+    except (OSError, ValueError, IndexError):
+        return float("nan"), float("nan")
+
+
 def steal_seconds(stat: str = "/proc/stat") -> float:
     """CPU time the hypervisor gave to other guests so far, all CPUs (s); NaN where the kernel does not say.
 
     A run during which this grows was measured on a shared host that took cycles away: a slow device there
     may be the neighbours, not the server (``validate --retime`` shows the device's speed per cell).
     """
-    try:
-        with open(stat) as f:
-            cols = f.readline().split()
-        return int(cols[8]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return float("nan")
+    return machine_cpu_seconds(stat)[1]
 
 
 def measure_loop() -> Any:

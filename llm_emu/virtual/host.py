@@ -84,6 +84,11 @@ class HostModel:
         """API-server seconds to take one engine step's batch of ``outputs`` request outputs (before its chunks)."""
         return self.api_step_s + self.api_token_s * outputs if outputs else 0.0
 
+    def api_step_work(self, outputs: int) -> float:
+        """API-server seconds for one engine step's batch and every one of its ``outputs`` chunks (none merged):
+        when a new request's first chunk, the step's last, is done after the step's release."""
+        return self.api_batch(outputs) + self.api_output_s * outputs
+
     def request_in(self, prompt_len: int) -> float:
         """Seconds from the API server taking a request of ``prompt_len`` tokens to the scheduler seeing it."""
         return self.request_in_s + self.request_in_per_token_s * prompt_len

@@ -181,7 +181,7 @@ def fit(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], async_sch
                         step_per_token_s=max(0.0, float(coef[2])))
     first = first_steps(steps)
     busy = _busy_between(steps)
-    ins, lens, outs, out_reqs, out_steps = [], [], [], [], []
+    ins, lens, outs, out_steps = [], [], [], []
     for run in runs:
         res = run.result
         for i, (start, ttft, plen) in enumerate(zip(res["start_times"], res["ttfts"], res["input_lens"],
@@ -192,7 +192,6 @@ def fit(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], async_sch
             # the request's first token is the last output of its first step (the engine lists new requests
             # last), so it left the API server behind every other output of that step
             outs.append(start + ttft - s["released"])
-            out_reqs.append(features(s).num_reqs)
             out_steps.append(s)
             if not run.burst and not busy(start, s["launched"]):  # it reached an idle engine
                 ins.append(s["launched"] - start - model.step_cost(features(s)))
@@ -200,6 +199,7 @@ def fit(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], async_sch
     c = _lstsq(np.column_stack([np.ones(len(ins)), lens]), np.asarray(ins))
     if c is not None:
         model = replace(model, request_in_s=max(0.0, float(c[0])), request_in_per_token_s=max(0.0, float(c[1])))
+    out_reqs = [features(s).num_reqs for s in out_steps]
     o = _lstsq(np.column_stack([np.ones(len(outs)), out_reqs]), np.asarray(outs))
     if o is not None:  # the intercept holds the step's batch work too (api_step_s, kept from base until split)
         model = replace(model, output_s=max(0.0, float(o[0]) - model.api_step_s),
@@ -214,18 +214,16 @@ def fit(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], async_sch
         if split is not None:
             model = replace(model, api_step_s=split[0], api_token_s=split[1], api_output_s=split[2])
     if api_cpu and outs:  # a new request's first chunk: its step's batch, every chunk of the step, the client
-        model = replace(model, output_s=_output_after_api(steps, runs, model, outs, out_reqs, out_steps))
+        model = replace(model, output_s=_output_after_api(steps, runs, model, outs, out_steps))
     return model
 
 
 def api_waits(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], model: HostModel) -> dict[int, float]:
     """id(step) -> how long the step's output batch waited for the modelled API server (the virtual loop's
-    first-come first-served queue: ``api_request_s`` per request the clients sent, ``api_step_s`` + ``api_output_s``
-    per request output + ``api_output_s`` per chunk for each step with outputs; merged chunks are not modelled, so
-    a busy stretch is, if anything, overestimated)."""
+    first-come first-served queue: ``api_request_s`` per request the clients sent, ``api_step_work`` for each step
+    with outputs; merged chunks are not modelled, so a busy stretch is, if anything, overestimated)."""
     events = [(t, 0, model.api_request_s, 0) for run in runs for t in run.result["start_times"]]
-    events += [(s["released"], 1, model.api_batch(features(s).num_reqs) + model.api_output_s * features(s).num_reqs,
-                id(s))
+    events += [(s["released"], 1, model.api_step_work(features(s).num_reqs), id(s))
                for s in steps if features(s).num_reqs]
     free, waits = float("-inf"), {}
     for at, kind, busy_s, key in sorted(events, key=lambda e: e[:2]):  # a request sent meanwhile comes first
@@ -237,8 +235,7 @@ def api_waits(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], mod
 
 
 def _output_after_api(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedRun], model: HostModel,
-                      outs: Sequence[float], out_reqs: Sequence[int],
-                      out_steps: Sequence[Mapping[str, Any]]) -> float:
+                      outs: Sequence[float], out_steps: Sequence[Mapping[str, Any]]) -> float:
     """``output_s``: a first chunk's delay after its step's release, less the API server's work on that step
     (its batch with every request's output, then every chunk of the step: the new request's is last), from the
     first chunks whose step found the modelled API server idle; with fewer than MIN_SAMPLES of those, from all of
@@ -246,8 +243,7 @@ def _output_after_api(steps: Sequence[Mapping[str, Any]], runs: Sequence[TracedR
     Without this, the queueing of loaded runs would be counted as output_s (and charged again by the queue)."""
     waits = api_waits(steps, runs, model)
     wait = np.asarray([waits.get(id(s), 0.0) for s in out_steps])
-    reqs = np.asarray(out_reqs)
-    rest = np.asarray(outs) - np.asarray([model.api_batch(n) for n in out_reqs]) - model.api_output_s * reqs
+    rest = np.asarray(outs) - np.asarray([model.api_step_work(features(s).num_reqs) for s in out_steps])
     idle = wait <= 1e-9
     return max(0.0, float(rest[idle].mean() if idle.sum() >= MIN_SAMPLES else (rest - wait).mean()))
 
@@ -266,8 +262,7 @@ def burst_intake(steps: Sequence[Mapping[str, Any]], burst: TracedRun,
     last_seen = (launched[k - 1] + firsts[-1]) / 2 if k else firsts[-1]
     span = last_seen - firsts[0]
     during = [s for s in steps if firsts[0] <= s["released"] < last_seen]
-    chunks = sum(features(s).num_reqs for s in during)
-    busy = chunks * model.api_output_s + sum(model.api_batch(features(s).num_reqs) for s in during)
+    busy = sum(model.api_step_work(features(s).num_reqs) for s in during)
     return max(0.0, (span - busy) / (len(firsts) - 1))
 
 

@@ -95,11 +95,13 @@ def test_server_specs_trace_both_sides_by_default(tmp_path: Path) -> None:
 def test_steal_seconds_reads_the_hypervisors_column(tmp_path) -> None:
     import os
 
-    from llm_emu.validate.runner import steal_seconds
+    from llm_emu.validate.runner import machine_cpu_seconds, steal_seconds
 
     stat = tmp_path / "stat"
     stat.write_text("cpu  100 0 50 1000 5 0 2 123 0 0\ncpu0 50 0 25 500 2 0 1 60 0 0\n")
     assert steal_seconds(str(stat)) == 123 / os.sysconf("SC_CLK_TCK")
+    # busy: user + nice + system + irq + softirq (idle, iowait and steal are not)
+    assert machine_cpu_seconds(str(stat))[0] == 152 / os.sysconf("SC_CLK_TCK")
     stat.write_text("cpu  100 0 50 1000\n")  # a kernel without the column
     assert steal_seconds(str(stat)) != steal_seconds(str(stat))  # NaN
     assert steal_seconds(str(tmp_path / "missing")) != steal_seconds(str(tmp_path / "missing"))
