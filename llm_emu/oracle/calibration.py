@@ -83,6 +83,9 @@ class Calibration:
     host_step_ms: float = 0.0
     """Host (EngineCore CPU) time per engine step of the real server; hidden by async scheduling, added to every
     step by sync scheduling. Not part of the oracle: the virtual clock charges it in replays of this GPU."""
+    host_step_per_req_ms: float = 0.0
+    """Host time per request scheduled in a step of the real server, on top of ``host_step_ms`` (sync scheduling
+    only, like it)."""
     held_out: dict[str, Any] = field(default_factory=dict)
     """Leave-one-source-out scores: metric -> mean |error| % on rows of a source the fit did not see, etc."""
     transferred_from: str | None = None

@@ -37,9 +37,10 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="cap requests per row (long constant-rate stages; listed as a deviation)")
     parser.add_argument("--prompts-per-slot", type=int, default=None,
                         help="closed-loop rows with fixed output lengths: at most this many requests per slot")
-    parser.add_argument("--host-ms", type=float, nargs=2, default=None, metavar=("REQUEST", "STEP"),
-                        help="virtual clock: host ms per request and per engine step (default: the GPU's "
-                             "calibration for aic-cal profiles, else 0 0)")
+    parser.add_argument("--host-ms", type=float, nargs=3, default=None, metavar=("REQUEST", "STEP", "STEP_PER_REQ"),
+                        help="virtual clock: host ms per request, per engine step and per request in a step (the "
+                             "step parts only where the row's server scheduled synchronously; default: the GPU's "
+                             "calibration for aic-cal profiles, else 0 0 0)")
     parser.add_argument("--host-model", default=None, metavar="JSON",
                         help="virtual clock: a full host-time model (llm_emu.virtual.HostModel JSON), instead")
     parser.add_argument("--seed", type=int, default=0, help="seed of the client's sampling and the emulator")

@@ -1,13 +1,15 @@
 """Fit the calibrated oracle's terms on reference rows and score them leave-one-source-out.
 
-Parameters are the ``CalibrationTerms`` of the oracle plus, optionally, two host terms of the real server that the
+Parameters are the ``CalibrationTerms`` of the oracle plus, optionally, host terms of the real server that the
 virtual clock charges (never the device steps): ``host_request_ms`` from a request's arrival to the scheduler
-(HTTP, tokenisation: moves TTFT and E2E) and ``host_step_ms`` of EngineCore CPU per step (hidden by async
-scheduling, added to every step by sync scheduling: older vLLM versions). The fit replays rows through the
-emulator (``Evaluator``: the virtual clock in practice, deterministic) and minimises the weighted squared
+(HTTP, tokenisation: moves TTFT and E2E), and ``host_step_ms`` + ``host_step_per_req_ms`` x requests of EngineCore
+CPU per step, charged only to rows whose server scheduled synchronously (vLLM before 0.14 by default: the CPU work
+of a step then runs between GPU steps; async scheduling overlaps it with the GPU). The fit replays rows through
+the emulator (``Evaluator``: the virtual clock in practice, deterministic) and minimises the weighted squared
 log-ratio of emulated to published metrics (one residual per row and target family: ITL, TPOT, E2E, TTFT,
-throughput) with a bounded Levenberg-Marquardt on a finite-difference Jacobian updated by Broyden steps.
-Everything is deterministic: same rows and evaluator, same terms.
+throughput; every source weighted the same in total, ``source_weights``) with a bounded Levenberg-Marquardt on a
+finite-difference Jacobian updated by Broyden steps. Everything is deterministic: same rows and evaluator, same
+terms.
 
 Leave-one-source-out: for every source, the terms are refitted without that source's rows and scored on them,
 so each reported error comes from terms that never saw the row's source.
@@ -33,24 +35,27 @@ Evaluator = Callable[[Params, Sequence[ReferenceRow]], Mapping[str, Mapping[str,
 
 HOST_PARAM = "host_request_ms"
 HOST_STEP_PARAM = "host_step_ms"
-HOST_PARAMS = (HOST_PARAM, HOST_STEP_PARAM)
+HOST_STEP_REQ_PARAM = "host_step_per_req_ms"
+HOST_PARAMS = (HOST_PARAM, HOST_STEP_PARAM, HOST_STEP_REQ_PARAM)
 #: Bounds of each parameter (keep the oracle contract: >= 0, scale > 0) and the finite-difference step.
 BOUNDS: dict[str, tuple[float, float]] = {
     "scale": (0.5, 2.0), "step_ms": (0.0, 10.0), "prefill_ms_per_ktok": (0.0, 40.0),
     "decode_ctx_ms_per_ktok": (0.0, 1.0), HOST_PARAM: (0.0, 200.0), HOST_STEP_PARAM: (0.0, 5.0),
+    HOST_STEP_REQ_PARAM: (0.0, 0.2),
 }
 FD_STEP: dict[str, float] = {"scale": 0.03, "step_ms": 0.25, "prefill_ms_per_ktok": 1.0,
-                             "decode_ctx_ms_per_ktok": 0.01, HOST_PARAM: 2.0, HOST_STEP_PARAM: 0.25}
-DEFAULT_FREE = ("scale", "step_ms", "prefill_ms_per_ktok", HOST_PARAM, HOST_STEP_PARAM)
+                             "decode_ctx_ms_per_ktok": 0.01, HOST_PARAM: 2.0, HOST_STEP_PARAM: 0.25,
+                             HOST_STEP_REQ_PARAM: 0.01}
+DEFAULT_FREE = ("scale", "step_ms", "prefill_ms_per_ktok", HOST_PARAM, HOST_STEP_PARAM, HOST_STEP_REQ_PARAM)
 #: The uncalibrated estimate: aiconfigurator alone, no host time.
-IDENTITY: Params = {**asdict(CalibrationTerms()), HOST_PARAM: 0.0, HOST_STEP_PARAM: 0.0}
+IDENTITY: Params = {**asdict(CalibrationTerms()), **dict.fromkeys(HOST_PARAMS, 0.0)}
 
 
-def split_params(params: Mapping[str, float]) -> tuple[CalibrationTerms, tuple[float, float]]:
-    """(oracle terms, (host ms per request, host ms per step)) of a parameter dict."""
+def split_params(params: Mapping[str, float]) -> tuple[CalibrationTerms, tuple[float, float, float]]:
+    """(oracle terms, (host ms per request, per step, per request in a step)) of a parameter dict."""
     terms = {k: v for k, v in params.items() if k not in HOST_PARAMS}
-    host = (float(params.get(HOST_PARAM, 0.0)), float(params.get(HOST_STEP_PARAM, 0.0)))
-    return CalibrationTerms.from_dict(terms), host
+    request, step, step_req = (float(params.get(name, 0.0)) for name in HOST_PARAMS)
+    return CalibrationTerms.from_dict(terms), (request, step, step_req)
 
 
 def residual_owners(rows: Sequence[ReferenceRow]) -> list[str]:
@@ -59,12 +64,26 @@ def residual_owners(rows: Sequence[ReferenceRow]) -> list[str]:
             if any(m in row.published for m in members)]
 
 
+def source_weights(rows: Sequence[ReferenceRow]) -> dict[str, float]:
+    """row_id -> weight that gives every source the same total weight (the weights average 1 over the rows).
+
+    Without it, the source with the most rows (one harness, one server, one model) decides the fit, and leaving
+    it out swings the terms to whatever the few other rows say."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.source_id] = counts.get(row.source_id, 0) + 1
+    return {row.row_id: len(rows) / (len(counts) * counts[row.source_id]) for row in rows}
+
+
 def residuals(rows: Sequence[ReferenceRow], results: Mapping[str, Mapping[str, Any]]) -> np.ndarray:
-    """sqrt(weight) * log(emulated / published), one per row and family (first published member)."""
+    """sqrt(family weight * source weight) * log(emulated / published), one per row and family (first published
+    member); ``source_weights`` balances the sources."""
     out: list[float] = []
+    balance = source_weights(rows)
     for row in rows:
         res = results[row.row_id]
-        for members, _, weight in FAMILIES.values():
+        for members, _, family_weight in FAMILIES.values():
+            weight = family_weight * balance[row.row_id]
             metric = next((m for m in members if m in row.published), None)
             if metric is None:
                 continue
@@ -186,9 +205,10 @@ def summarize(errors: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, 
     return out
 
 
-def _fold_step(full: FitResult, keep: np.ndarray) -> Params:
-    """One damped Gauss-Newton step from the all-rows solution using only the residuals in ``keep``."""
-    jac, r = full.jacobian[keep], full.residual[keep]
+def _fold_step(full: FitResult, keep: np.ndarray, reweight: np.ndarray) -> Params:
+    """One damped Gauss-Newton step from the all-rows solution using only the residuals in ``keep``, each scaled
+    by ``reweight`` (the fold's source balance over the all-rows one)."""
+    jac, r = full.jacobian[keep] * reweight[:, None], full.residual[keep] * reweight
     jtj = jac.T @ jac
     step = np.linalg.solve(jtj + 1e-2 * np.diag(np.diag(jtj) + 1e-9), -(jac.T @ r))
     lo = np.array([BOUNDS[n][0] for n in full.free])
@@ -206,6 +226,7 @@ def leave_one_source_out(rows: Sequence[ReferenceRow], evaluate: Evaluator, full
     per fold instead (``max_iter`` iterations, from ``full``).
     """
     owners = np.array(residual_owners(rows))
+    full_weight = source_weights(rows)
     folds: dict[str, Params] = {}
     errors: dict[str, dict[str, float]] = {}
     for source in sorted({r.source_id for r in rows}):
@@ -216,7 +237,10 @@ def leave_one_source_out(rows: Sequence[ReferenceRow], evaluate: Evaluator, full
         if refit:
             params = fit_terms(train, evaluate, full.params, full.free, max_iter=max_iter).params
         else:
-            params = _fold_step(full, ~np.isin(owners, [r.row_id for r in held]))
+            keep = ~np.isin(owners, [r.row_id for r in held])
+            fold_weight = source_weights(train)
+            reweight = np.sqrt([fold_weight[o] / full_weight[o] for o in owners[keep]])
+            params = _fold_step(full, keep, reweight)
         folds[source] = params
         results = evaluate(params, held)
         for row in held:

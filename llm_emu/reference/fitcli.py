@@ -24,6 +24,7 @@ from llm_emu.reference.fit import (
     DEFAULT_FREE,
     HOST_PARAM,
     HOST_STEP_PARAM,
+    HOST_STEP_REQ_PARAM,
     IDENTITY,
     Evaluator,
     Params,
@@ -33,7 +34,7 @@ from llm_emu.reference.fit import (
     split_params,
     summarize,
 )
-from llm_emu.reference.plan import ReplayOptions, plan_row
+from llm_emu.reference.plan import ReplayOptions, ReplayPlan, plan_row
 from llm_emu.reference.replay import CLOCKS, replay
 from llm_emu.reference.rows import REFERENCE_CSV, ReferenceRow, load_reference
 
@@ -66,34 +67,38 @@ def _profile(terms: CalibrationTerms) -> str:
 
 
 def _params(cal: Calibration) -> Params:
-    return {**asdict(cal.terms), HOST_PARAM: cal.host_request_ms, HOST_STEP_PARAM: cal.host_step_ms}
+    return {**asdict(cal.terms), HOST_PARAM: cal.host_request_ms, HOST_STEP_PARAM: cal.host_step_ms,
+            HOST_STEP_REQ_PARAM: cal.host_step_per_req_ms}
 
 
 def replay_evaluator(clock: str, out: Path, max_prompts: int | None, seed: int = 0,
                      prompts_per_slot: int | None = None) -> Evaluator:
-    """An Evaluator that replays rows with the given terms; finished rows are kept on disk and reused."""
+    """An Evaluator that replays rows with the given terms; finished rows are kept on disk and reused.
+
+    A row's result is keyed by what its replay actually uses (its profile and the host time charged to it), so a
+    change of a term that does not reach a row (the step host terms on an async-scheduling row) replays nothing."""
 
     def evaluate(params: Params, rows: Sequence[ReferenceRow]) -> dict[str, Mapping[str, Any]]:
         terms, host_ms = split_params(params)
         profile = _profile(terms)
-        # (the per-request value alone when there is no step term: keys of runs before that term stay valid)
-        host_key = repr(host_ms[0]) if host_ms[1] == 0 else repr(host_ms)
-        key = f"{profile}|{host_key}|{max_prompts}|{seed}|{prompts_per_slot}"
-        work = out / "evals" / hashlib.sha256(key.encode()).hexdigest()[:12]
+        opts = ReplayOptions(profile=profile, max_prompts=max_prompts, seed=seed, host_ms=host_ms,
+                             prompts_per_slot=prompts_per_slot)
         results: dict[str, Mapping[str, Any]] = {}
-        todo = []
+        todo: dict[Path, list[ReplayPlan]] = {}
         for row in rows:
+            plan = plan_row(row, opts)
+            key = f"{plan.profile}|{plan.host_ms}|{max_prompts}|{seed}|{prompts_per_slot}"
+            work = out / "evals" / hashlib.sha256(key.encode()).hexdigest()[:12]
             done = work / "results" / f"{row.row_id}.json"
             if done.is_file():
                 results[row.row_id] = json.loads(done.read_text())["result"]
             else:
-                opts = ReplayOptions(profile=profile, max_prompts=max_prompts, seed=seed, host_ms=host_ms,
-                                     prompts_per_slot=prompts_per_slot)
-                todo.append(plan_row(row, opts))
-        for plan, result in replay(todo, clock, work):
-            results[plan.row.row_id] = result
+                todo.setdefault(work, []).append(plan)
+        for work, plans in todo.items():
+            for plan, result in replay(plans, clock, work):
+                results[plan.row.row_id] = result
         print(f"  evaluated {profile.split(',', 1)[1]},host_ms={host_ms} on {len(rows)} rows "
-              f"({len(todo)} replayed)",
+              f"({sum(map(len, todo.values()))} replayed)",
               file=sys.stderr, flush=True)
         return results
 
@@ -123,6 +128,7 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
         held = score(rows, evaluate, _params(src))
         cal = Calibration(gpu=args.gpu, terms=src.terms, rows=src.rows, sources=src.sources,
                           host_request_ms=src.host_request_ms, host_step_ms=src.host_step_ms,
+                          host_step_per_req_ms=src.host_step_per_req_ms,
                           held_out={"rows": [r.row_id for r in rows], "errors": held, "summary": summarize(held),
                                     "uncalibrated": summarize(baseline)},
                           transferred_from=args.transfer_from, fitted_at=date, command=cmd,
@@ -139,6 +145,7 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
     terms, host_ms = split_params(full.params)
     cal = Calibration(gpu=args.gpu, terms=terms, rows=[r.row_id for r in rows], sources=sources,
                       host_request_ms=round(host_ms[0], 4), host_step_ms=round(host_ms[1], 4),
+                      host_step_per_req_ms=round(host_ms[2], 5),
                       held_out={"summary": loso.summary, "errors": loso.errors,
                                 "folds": loso.folds,
                                 "in_sample": summarize(fitted), "uncalibrated": summarize(baseline)},
@@ -160,7 +167,8 @@ def main(args: argparse.Namespace) -> int:
     evaluate = replay_evaluator(args.clock, out, args.max_prompts, prompts_per_slot=args.prompts_per_slot)
     cal, table = _calibrate(args, rows, evaluate)
     print(table)
-    print(f"\nterms: {asdict(cal.terms)} host ms per request {cal.host_request_ms}, per step {cal.host_step_ms}")
+    print(f"\nterms: {asdict(cal.terms)} host ms per request {cal.host_request_ms}, per step {cal.host_step_ms} "
+          f"+ {cal.host_step_per_req_ms} per request in it (sync scheduling)")
     print(f"held out: {json.dumps(cal.held_out.get('summary'))}\n{cal.provenance}")
     (out / "calibration.json").write_text(cal.to_json())
     if args.write:

@@ -38,8 +38,11 @@ class ReplayOptions:
     A closed loop is in steady state from the start, so a shorter run measures the same means."""
     seed: int = 0
     """Seed of the client's sampling and of the emulator."""
-    host_ms: tuple[float, float] | None = None
-    """Virtual clock: host ms (per request, per step) (None: the GPU's calibration for aic-cal profiles, else 0)."""
+    host_ms: tuple[float, float, float] | None = None
+    """Virtual clock: host ms (per request, per step, per request in a step) (None: the GPU's calibration for
+    aic-cal profiles, else 0).
+    The per-step parts are charged only to rows whose server scheduled synchronously
+    (``ReferenceRow.async_scheduling``)."""
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,12 @@ class ReplayPlan:
     """vLLM benchmark-client workload (client_args included)."""
     deviations: tuple[str, ...]
     """What differs from the published run."""
-    host_ms: tuple[float, float] = (0.0, 0.0)
-    """Virtual clock only: host ms per request (arrival to scheduling) and per engine step."""
+    host_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Virtual clock only: host ms per request (arrival to scheduling), per engine step and per request in a step
+    (the step parts 0 where the row's server scheduled asynchronously: its per-step CPU work overlaps the GPU)."""
 
     @property
-    def server_key(self) -> tuple[str, str, tuple[str, ...], tuple[float, float]]:
+    def server_key(self) -> tuple[str, str, tuple[str, ...], tuple[float, float, float]]:
         """Rows with the same key can share one server."""
         return self.model, self.profile, self.vllm_args, self.host_ms
 
@@ -158,16 +162,18 @@ def _row_deviations(row: ReferenceRow) -> list[str]:
     return dev
 
 
-def host_ms_for(profile: str, gpu: str, override: tuple[float, float] | None) -> tuple[float, float]:
-    """Host ms (per request, per step): the override, else the GPU's calibration for aic-cal profiles, else 0."""
+def host_ms_for(profile: str, gpu: str,
+                override: tuple[float, float, float] | None) -> tuple[float, float, float]:
+    """Host ms (per request, per step, per request in a step): the override, else the GPU's calibration for
+    aic-cal profiles, else 0."""
     if override is not None:
         return override
     from llm_emu.oracle.calibration import available_calibrations, load_calibration
 
     if not profile.startswith("aic-cal:") or gpu not in available_calibrations():
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     cal = load_calibration(gpu)
-    return cal.host_request_ms, cal.host_step_ms
+    return cal.host_request_ms, cal.host_step_ms, cal.host_step_per_req_ms
 
 
 def plan_row(row: ReferenceRow, opts: ReplayOptions | None = None) -> ReplayPlan:
@@ -182,6 +188,8 @@ def plan_row(row: ReferenceRow, opts: ReplayOptions | None = None) -> ReplayPlan
     workload = Workload(num_prompts=n, seed=opts.seed, ignore_eos=row.ignore_eos != "false",
                         client_args=client_args, **data, **_arrival(row, dev))  # type: ignore[arg-type]
     profile = profile_for(row, opts.profile)
+    request_ms, step_ms, step_req_ms = host_ms_for(profile, row.gpu, opts.host_ms)
+    if row.async_scheduling:
+        step_ms = step_req_ms = 0.0
     return ReplayPlan(row=row, model=row.emu_model, profile=profile, vllm_args=row.serve_flags, workload=workload,
-                      deviations=tuple(dev),
-                      host_ms=host_ms_for(profile, row.gpu, opts.host_ms))
+                      deviations=tuple(dev), host_ms=(request_ms, step_ms, step_req_ms))

@@ -40,6 +40,7 @@ def _virtual_rows(plans: Sequence[ReplayPlan], out_dir: Path,
         group = list(grouped)
         cells = [VirtualCell(workload=p.workload) for p in group]
         model_host = host or HostModel(request_in_s=host_ms[0] / 1000.0, step_base_s=host_ms[1] / 1000.0,
+                                       step_per_req_s=host_ms[2] / 1000.0,
                                        source="reference calibration")
         work = out_dir / "virtual" / hashlib.sha256(repr(key).encode()).hexdigest()[:8]
         results = run_virtual_cells(model, profile, vllm_args, cells, seed=group[0].workload.seed,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,38 @@ class ReferenceRow:
         """"fp8" for FP8-weight runs (estimated with FP8 GEMMs), else None."""
         return "fp8" if self.dtype.lower().startswith("fp8") else None
 
+    @property
+    def async_scheduling(self) -> bool:
+        """Whether the real server scheduled asynchronously (step N+1 prepared while step N runs on the GPU).
+
+        ``--async-scheduling`` / ``--no-async-scheduling`` in the replay's or the published flags decide; otherwise the
+        version's
+        default: on from vLLM 0.14 (vllm-project/vllm#27614), off before. With it off, the engine's CPU work per
+        step (schedule, prepare inputs, sample, update) runs between GPU steps and adds to every step."""
+        for flags in (self.serve_flags, self.serve_flags_published.split()):
+            if "--no-async-scheduling" in flags:
+                return False
+            if "--async-scheduling" in flags:
+                return True
+        return version_tuple(self.vllm_version) >= ASYNC_SCHEDULING_DEFAULT_FROM
+
+
+#: First vLLM release whose server schedules asynchronously by default.
+ASYNC_SCHEDULING_DEFAULT_FROM = (0, 14)
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """(major, minor, ...) of a version string such as "0.11.0" or "v0.15.1rc2" (digits of each part)."""
+    parts = []
+    for part in version.strip().lstrip("v").split("."):
+        digits = re.match(r"\d+", part)
+        if digits is None:
+            break
+        parts.append(int(digits.group()))
+    if not parts:
+        raise ReferenceError(f"vllm_version {version!r} is not a version number like 0.11.0")
+    return tuple(parts)
+
 
 def _num(text: str, where: str, kind: type = float) -> float | int | None:
     if text.strip() == "":
@@ -109,6 +142,10 @@ def _row(raw: dict[str, str], where: str) -> ReferenceRow:
         raise ReferenceError(f"{where}: dataset {raw['dataset']!r} is not one of {list(DATASETS)}")
     if raw["arrival"] not in ARRIVALS:
         raise ReferenceError(f"{where}: arrival {raw['arrival']!r} is not one of {list(ARRIVALS)}")
+    try:
+        version_tuple(raw["vllm_version"])
+    except ReferenceError as exc:
+        raise ReferenceError(f"{where}: {exc}") from None
     published = {m: float(v) for m in METRICS if (v := _num(raw.get(m, ""), f"{where} {m}")) is not None}
     if not published:
         raise ReferenceError(f"{where}: no published metric; fill at least one of {list(METRICS)}")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llm_emu.reference.fit import HOST_PARAM, HOST_STEP_PARAM, IDENTITY, Params, split_params
+from llm_emu.reference.fit import HOST_PARAM, HOST_STEP_PARAM, HOST_STEP_REQ_PARAM, IDENTITY, Params, split_params
 from llm_emu.reference.rows import ReferenceRow
 
 TRUTH: Params = {**IDENTITY, "scale": 1.15, "step_ms": 0.9, "prefill_ms_per_ktok": 3.0, HOST_PARAM: 12.0,
-                  HOST_STEP_PARAM: 0.6}
+                  HOST_STEP_PARAM: 0.6, HOST_STEP_REQ_PARAM: 0.05}
 
 
 def make_row(row_id: str, source_id: str = "src", published: dict[str, float] | None = None,
@@ -23,18 +23,19 @@ def make_row(row_id: str, source_id: str = "src", published: dict[str, float] | 
     return ReferenceRow(**base)
 
 
-def _shape(row: ReferenceRow) -> tuple[float, float, float]:
-    """Per-row stand-ins for the step mix: aic ms of a decode step, prefill ktokens per token, TTFT aic ms."""
+def _shape(row: ReferenceRow) -> tuple[float, float, float, float]:
+    """Per-row stand-ins for the step mix: aic ms of a decode step, prefill ktokens per token, TTFT aic ms,
+    requests per step."""
     k = sum(map(ord, row.row_id)) % 7
-    return 5.5 + 0.4 * k, 0.05 + 0.03 * k, 9.0 + 2.0 * k
+    return 5.5 + 0.4 * k, 0.05 + 0.03 * k, 9.0 + 2.0 * k, 1.0 + 5.0 * k
 
 
 def synthetic_metrics(row: ReferenceRow, params: Mapping[str, float]) -> dict[str, float]:
     """Metrics as a smooth function of the parameters (what a replay would return)."""
-    t, (host_ms, host_step) = split_params(params)
-    aic_ms, pk, ttft_aic = _shape(row)
-    sync = 1.0 if row.row_id.startswith("sync") else 0.0  # host step time shows with sync scheduling only
-    itl = t.scale * aic_ms + t.step_ms + t.prefill_ms_per_ktok * pk + sync * host_step
+    t, (host_ms, host_step, host_step_req) = split_params(params)
+    aic_ms, pk, ttft_aic, batch = _shape(row)
+    sync = 0.0 if row.async_scheduling else 1.0  # host step time shows with sync scheduling only
+    itl = t.scale * aic_ms + t.step_ms + t.prefill_ms_per_ktok * pk + sync * (host_step + host_step_req * batch)
     ttft = host_ms + t.scale * ttft_aic + t.step_ms + t.prefill_ms_per_ktok * 0.5
     return {"mean_itl_ms": itl, "mean_tpot_ms": 0.97 * itl, "mean_ttft_ms": ttft,
             "mean_e2el_ms": ttft + 127 * 0.97 * itl}
@@ -43,10 +44,11 @@ def synthetic_metrics(row: ReferenceRow, params: Mapping[str, float]) -> dict[st
 def truth_rows(n: int = 6, sources: int = 3) -> list[ReferenceRow]:
     rows = []
     for i in range(n):
-        r = make_row(f"{'sync' if i % 3 == 1 else 'r'}{i}", source_id=f"s{i % sources}")
+        version = "0.11.0" if i % 3 == 1 else "0.15.1"  # before 0.14: sync scheduling, host step time shows
+        r = make_row(f"{'sync' if i % 3 == 1 else 'r'}{i}", source_id=f"s{i % sources}", vllm_version=version)
         m = synthetic_metrics(r, TRUTH)
-        rows.append(make_row(r.row_id, r.source_id, published={k: m[k] for k in ("mean_itl_ms", "mean_ttft_ms",
-                                                                                  "mean_e2el_ms")}))
+        rows.append(make_row(r.row_id, r.source_id, vllm_version=version,
+                             published={k: m[k] for k in ("mean_itl_ms", "mean_ttft_ms", "mean_e2el_ms")}))
     return rows
 
 

@@ -7,20 +7,22 @@ import pytest
 from llm_emu.reference.fit import (
     HOST_PARAM,
     HOST_STEP_PARAM,
+    HOST_STEP_REQ_PARAM,
     IDENTITY,
     fit_terms,
     leave_one_source_out,
     residuals,
+    source_weights,
     summarize,
 )
-from tests.reference.factories import TRUTH, RecordingEvaluator, synthetic_metrics, truth_rows
+from tests.reference.factories import TRUTH, RecordingEvaluator, make_row, synthetic_metrics, truth_rows
 
 
 def test_fit_recovers_the_terms_that_made_the_data() -> None:
     rows = truth_rows()
     fit = fit_terms(rows, RecordingEvaluator(), IDENTITY, max_iter=30, tol=1e-12)
     assert fit.cost < 1e-8 < fit.start_cost
-    for name in ("scale", "step_ms", "prefill_ms_per_ktok", HOST_PARAM, HOST_STEP_PARAM):
+    for name in ("scale", "step_ms", "prefill_ms_per_ktok", HOST_PARAM, HOST_STEP_PARAM, HOST_STEP_REQ_PARAM):
         assert fit.params[name] == pytest.approx(TRUTH[name], rel=2e-2), name
 
 
@@ -35,7 +37,7 @@ def test_fit_respects_bounds_and_frozen_terms() -> None:
     rows = truth_rows()
     fit = fit_terms(rows, RecordingEvaluator(), IDENTITY, free=("step_ms",), max_iter=10)
     assert fit.params["scale"] == 1.0 and fit.params["prefill_ms_per_ktok"] == 0.0 and fit.params[HOST_PARAM] == 0
-    assert fit.params[HOST_STEP_PARAM] == 0
+    assert fit.params[HOST_STEP_PARAM] == 0 and fit.params[HOST_STEP_REQ_PARAM] == 0
     assert 0.0 < fit.params["step_ms"] <= 10.0
 
 
@@ -79,3 +81,24 @@ def test_one_step_folds_match_full_refits_on_a_smooth_problem() -> None:
     for row_id, fams in exact.errors.items():
         for fam, err in fams.items():
             assert quick.errors[row_id][fam] == pytest.approx(err, abs=1.5), (row_id, fam)
+
+
+def test_every_source_weighs_the_same_in_the_fit() -> None:
+    rows = [make_row(f"a{i}", "big") for i in range(4)] + [make_row("b0", "small")]
+    weights = source_weights(rows)
+    assert sum(weights[r.row_id] for r in rows if r.source_id == "big") == pytest.approx(weights["b0"])
+    assert sum(weights.values()) == pytest.approx(len(rows))
+    # the same 10 % miss on every row: each source contributes the same squared residual in total
+    off = {r.row_id: {"mean_itl_ms": 7.7} for r in rows}
+    r = residuals(rows, off)
+    assert float((r[:4] ** 2).sum()) == pytest.approx(float(r[4] ** 2))
+
+
+def test_host_step_terms_reach_only_sync_scheduling_rows() -> None:
+    sync, fast = make_row("s", vllm_version="0.11.0"), make_row("f", vllm_version="0.15.1")
+    assert not sync.async_scheduling and fast.async_scheduling
+    base = {**IDENTITY, HOST_STEP_PARAM: 1.0, HOST_STEP_REQ_PARAM: 0.1}
+    more = {**base, HOST_STEP_PARAM: 2.0, HOST_STEP_REQ_PARAM: 0.2}
+    ev = RecordingEvaluator()
+    assert ev(more, [fast])["f"] == ev(base, [fast])["f"]
+    assert ev(more, [sync])["s"]["mean_itl_ms"] > ev(base, [sync])["s"]["mean_itl_ms"]

@@ -105,3 +105,34 @@ def test_itl_growth_with_load_compares_like_for_like() -> None:
     pub, emu = itl_growth(rows, results)
     assert pub == pytest.approx(100 * (8.57 / 7.26 - 1)) and emu == pytest.approx(10.0)
     assert "| +18.0 | +10.0 |" in growth_table(rows, results)
+
+
+def test_async_scheduling_follows_flags_then_the_version(no_prompt_files: None) -> None:
+    assert make_row("a", vllm_version="0.14.0", serve_flags=()).async_scheduling
+    assert not make_row("b", vllm_version="v0.13.2rc1", serve_flags=()).async_scheduling
+    assert not make_row("c", vllm_version="0.19.1", serve_flags=("--no-async-scheduling",)).async_scheduling
+    published = make_row("d", vllm_version="0.9.2", serve_flags=(), serve_flags_published="--async-scheduling")
+    assert published.async_scheduling
+    # the step host terms reach a sync-scheduling row only; the per-request term every row
+    opts = ReplayOptions(profile="aic:{gpu}", host_ms=(5.0, 1.0, 0.02))
+    sync = plan_row(load_reference(ids=["gpustack-qwen3-8b-c1"])[0], opts)
+    fast = plan_row(load_reference(ids=["s2r-16-0"])[0], opts)
+    assert sync.host_ms == (5.0, 1.0, 0.02) and fast.host_ms == (5.0, 0.0, 0.0)
+
+
+def test_a_bad_vllm_version_is_one_clear_error(tmp_path: Path) -> None:
+    from llm_emu.reference.rows import REFERENCE_CSV
+
+    lines = REFERENCE_CSV.read_text().splitlines()
+    head = lines[0].split(",")
+    col = head.index("vllm_version")
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO("\n".join(lines))))
+    rows[1][col] = "latest"
+    bad = tmp_path / "runs.csv"
+    with bad.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    with pytest.raises(ReferenceError, match="not a version number"):
+        load_reference(bad)
