@@ -77,6 +77,8 @@ class Calibration:
     """Reference rows the terms were fitted on (``llm_emu/data/reference/runs.csv`` row_id)."""
     sources: list[str]
     """Their distinct source_id values."""
+    gpus: list[str] = field(default_factory=list)
+    """GPUs of those rows when the terms were fitted jointly on several (empty: this GPU's rows only)."""
     host_request_ms: float = 0.0
     """Host time of the real server from a request's arrival to its scheduling (HTTP, tokenisation), fitted with
     the terms; not part of the oracle: the virtual clock charges it per request in replays of this GPU."""
@@ -103,6 +105,8 @@ class Calibration:
     def provenance(self) -> str:
         """The line shown wherever numbers from this calibration appear."""
         text = f"estimated, calibrated on {len(self.rows)} public measurements from {len(self.sources)} sources"
+        if len(self.gpus) > 1:
+            text += f" ({' + '.join(self.gpus)})"
         return text + (f" on {self.transferred_from}" if self.transferred_from else "")
 
     def to_json(self) -> str:

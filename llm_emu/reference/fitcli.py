@@ -12,11 +12,13 @@ import hashlib
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from llm_emu.errors import EmuError
+from llm_emu.fsutil import atomic_write_json
 from llm_emu.oracle.calibration import Calibration, CalibrationTerms, load_calibration, save_calibration
 from llm_emu.reference.compare import FAMILIES, growth_table
 from llm_emu.reference.fit import (
@@ -41,7 +43,9 @@ from llm_emu.reference.rows import REFERENCE_CSV, ReferenceRow, load_reference
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of `llm-emu calibrate`."""
-    parser.add_argument("--gpu", required=True, help="aiconfigurator system to calibrate, e.g. h100_sxm")
+    parser.add_argument("--gpu", required=True,
+                        help="aiconfigurator system(s) to calibrate, e.g. h100_sxm; a comma-separated list "
+                             "(h100_sxm,h200_sxm) fits one set of terms on all their rows, written per GPU")
     parser.add_argument("--rows", nargs="+", default=None, metavar="ID",
                         help="rows or sources to use (default: every reference row of --gpu)")
     parser.add_argument("--free", default=",".join(DEFAULT_FREE),
@@ -53,6 +57,8 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts-per-slot", type=int, default=5,
                         help="closed-loop rows with fixed output lengths: at most this many requests per "
                              "concurrent slot (default %(default)s)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="replay runners at a time (virtual time: same numbers; default %(default)s)")
     parser.add_argument("--max-iter", type=int, default=6, help="Levenberg-Marquardt iterations (default %(default)s)")
     parser.add_argument("--reference", default=str(REFERENCE_CSV), help="reference CSV (default: the shipped set)")
     parser.add_argument("--out", default=None, help="work directory, reused on a rerun (default runs/calibrate/<gpu>)")
@@ -72,11 +78,13 @@ def _params(cal: Calibration) -> Params:
 
 
 def replay_evaluator(clock: str, out: Path, max_prompts: int | None, seed: int = 0,
-                     prompts_per_slot: int | None = None) -> Evaluator:
+                     prompts_per_slot: int | None = None, jobs: int = 1) -> Evaluator:
     """An Evaluator that replays rows with the given terms; finished rows are kept on disk and reused.
 
-    A row's result is keyed by what its replay actually uses (its profile and the host time charged to it), so a
-    change of a term that does not reach a row (the step host terms on an async-scheduling row) replays nothing."""
+    A row's result is keyed by what its replay actually uses (profile, host time charged to it, workload, flags),
+    so a change of a term that does not reach a row (the step host terms on an async-scheduling row) replays
+    nothing, and an edited row is replayed again. Rows that share a server run in one runner; ``jobs`` runners
+    at a time (virtual time: the numbers do not depend on it)."""
 
     def evaluate(params: Params, rows: Sequence[ReferenceRow]) -> dict[str, Mapping[str, Any]]:
         terms, host_ms = split_params(params)
@@ -84,23 +92,30 @@ def replay_evaluator(clock: str, out: Path, max_prompts: int | None, seed: int =
         opts = ReplayOptions(profile=profile, max_prompts=max_prompts, seed=seed, host_ms=host_ms,
                              prompts_per_slot=prompts_per_slot)
         results: dict[str, Mapping[str, Any]] = {}
-        todo: dict[Path, list[ReplayPlan]] = {}
+        cached: dict[str, Path] = {}
+        groups: dict[str, list[ReplayPlan]] = {}
         for row in rows:
             plan = plan_row(row, opts)
-            key = f"{plan.profile}|{plan.host_ms}|{max_prompts}|{seed}|{prompts_per_slot}"
-            work = out / "evals" / hashlib.sha256(key.encode()).hexdigest()[:12]
-            done = work / "results" / f"{row.row_id}.json"
+            key = f"{plan.profile}|{plan.host_ms}|{plan.workload}|{plan.warmup}|{plan.vllm_args}|{clock}"
+            done = out / "rows" / f"{row.row_id}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
             if done.is_file():
                 results[row.row_id] = json.loads(done.read_text())["result"]
             else:
-                todo.setdefault(work, []).append(plan)
-        for work, plans in todo.items():
+                cached[row.row_id] = done
+                groups.setdefault(repr(plan.server_key), []).append(plan)
+
+        def run(server: str, plans: list[ReplayPlan]) -> None:
+            work = out / "work" / hashlib.sha256(server.encode()).hexdigest()[:12]
             for plan, result in replay(plans, clock, work):
+                atomic_write_json(cached[plan.row.row_id], {"row_id": plan.row.row_id, "result": result})
                 results[plan.row.row_id] = result
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for future in [pool.submit(run, server, plans) for server, plans in sorted(groups.items())]:
+                future.result()
         print(f"  evaluated {profile.split(',', 1)[1]},host_ms={host_ms} on {len(rows)} rows "
-              f"({sum(map(len, todo.values()))} replayed)",
-              file=sys.stderr, flush=True)
-        return results
+              f"({len(cached)} replayed)", file=sys.stderr, flush=True)
+        return {row.row_id: results[row.row_id] for row in rows}
 
     return evaluate
 
@@ -143,7 +158,8 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
     loso = leave_one_source_out(rows, evaluate, full, refit=args.loso_refit)
     sources = sorted({r.source_id for r in rows})
     terms, host_ms = split_params(full.params)
-    cal = Calibration(gpu=args.gpu, terms=terms, rows=[r.row_id for r in rows], sources=sources,
+    cal = Calibration(gpu=rows[0].gpu, terms=terms, rows=[r.row_id for r in rows], sources=sources,
+                      gpus=sorted({r.gpu for r in rows}),
                       host_request_ms=round(host_ms[0], 4), host_step_ms=round(host_ms[1], 4),
                       host_step_per_req_ms=round(host_ms[2], 5),
                       held_out={"summary": loso.summary, "errors": loso.errors,
@@ -159,18 +175,31 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
 
 
 def main(args: argparse.Namespace) -> int:
-    rows = [r for r in load_reference(args.reference, args.rows) if r.gpu == args.gpu]
-    if not rows:
-        raise EmuError(f"no reference rows for {args.gpu!r} among the selected rows; "
+    gpus = [g for g in args.gpu.split(",") if g]
+    rows = [r for r in load_reference(args.reference, args.rows) if r.gpu in gpus]
+    missing = sorted(set(gpus) - {r.gpu for r in rows})
+    if missing:
+        raise EmuError(f"no reference rows for {missing} among the selected rows; "
                        f"see llm_emu/data/reference/runs.csv")
-    out = Path(args.out or f"runs/calibrate/{args.gpu}")
-    evaluate = replay_evaluator(args.clock, out, args.max_prompts, prompts_per_slot=args.prompts_per_slot)
+    if args.transfer_from and len(gpus) > 1:
+        raise EmuError("--transfer-from scores one GPU at a time; pass a single --gpu")
+    out = Path(args.out or f"runs/calibrate/{'+'.join(gpus)}")
+    evaluate = replay_evaluator(args.clock, out, args.max_prompts, prompts_per_slot=args.prompts_per_slot,
+                                jobs=args.jobs)
     cal, table = _calibrate(args, rows, evaluate)
     print(table)
     print(f"\nterms: {asdict(cal.terms)} host ms per request {cal.host_request_ms}, per step {cal.host_step_ms} "
           f"+ {cal.host_step_per_req_ms} per request in it (sync scheduling)")
     print(f"held out: {json.dumps(cal.held_out.get('summary'))}\n{cal.provenance}")
-    (out / "calibration.json").write_text(cal.to_json())
-    if args.write:
-        print(f"wrote {save_calibration(cal)}", file=sys.stderr)
+    for gpu in gpus:
+        own = replace(cal, gpu=gpu, held_out=_own_rows(cal.held_out, {r.row_id for r in rows if r.gpu == gpu}))
+        (out / f"calibration-{gpu}.json").write_text(own.to_json())
+        if args.write:
+            print(f"wrote {save_calibration(own)}", file=sys.stderr)
     return 0
+
+
+def _own_rows(held_out: dict[str, Any], own: set[str]) -> dict[str, Any]:
+    """The held-out record of a joint fit as one GPU's file shows it: scores over that GPU's rows."""
+    errors = {k: v for k, v in held_out.get("errors", {}).items() if k in own}
+    return {**held_out, "errors": errors, "summary": summarize(errors), "all_gpus_summary": held_out.get("summary")}

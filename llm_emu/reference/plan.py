@@ -7,7 +7,7 @@ Every difference between the published run and its replay that the offline machi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from llm_emu.benchclient import Workload
 from llm_emu.errors import EmuError
@@ -61,6 +61,9 @@ class ReplayPlan:
     """vLLM benchmark-client workload (client_args included)."""
     deviations: tuple[str, ...]
     """What differs from the published run."""
+    warmup: Workload | None = None
+    """Requests the client sends first (same prompt pool, same concurrency), results dropped and the prefix cache
+    kept for the measured run; None: none."""
     host_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Virtual clock only: host ms per request (arrival to scheduling), per engine step and per request in a step
     (the step parts 0 where the row's server scheduled asynchronously: its per-step CPU work overlaps the GPU)."""
@@ -110,6 +113,8 @@ def _dataset(row: ReferenceRow, n: int, opts: ReplayOptions, dev: list[str]) -> 
         return {"dataset": "sharegpt"}
     if row.output_len is None or row.input_len is None:
         raise EmuError(f"reference row {row.row_id}: dataset {row.dataset} needs input_len and output_len")
+    if row.dataset == "random" and row.prompt_pool:
+        return _pool_dataset(row, n, (row.warmup_requests or 0, (row.warmup_requests or 0) + n), opts, dev)
     if row.dataset == "random":
         ratio = row.range_ratio or 0.0
         return {"dataset": "random", "random_input_len": row.input_len, "random_output_len": row.output_len,
@@ -124,6 +129,21 @@ def _dataset(row: ReferenceRow, n: int, opts: ReplayOptions, dev: list[str]) -> 
             "client_args": ("--custom-output-len", str(row.output_len), "--disable-shuffle", "--skip-chat-template")}
 
 
+def _pool_dataset(row: ReferenceRow, n: int, part: tuple[int, int], opts: ReplayOptions,
+                  dev: list[str] | None) -> dict[str, object]:
+    """Requests ``part`` of the warm-up + measured draw from the row's prompt pool, as a CustomDataset file."""
+    from llm_emu.reference.prompts import pool_file
+
+    assert row.prompt_pool and row.input_len and row.output_len
+    total = (row.warmup_requests or 0) + n
+    path = pool_file(row.emu_model, row.prompt_pool, row.input_len, total, part, seed=opts.seed)
+    if dev is not None:
+        dev.append(f"{row.prompt_pool} random-token prompts regenerated with the stand-in tokenizer, drawn with "
+                   "repeats (repeats hit the prefix cache)")
+    return {"dataset": "custom", "dataset_path": str(path),
+            "client_args": ("--custom-output-len", str(row.output_len), "--disable-shuffle", "--skip-chat-template")}
+
+
 def _steady_rate(row: ReferenceRow) -> float:
     """Arrivals per second that keep ``max_concurrency`` requests in flight at the published latencies."""
     pub = row.published
@@ -132,6 +152,10 @@ def _steady_rate(row: ReferenceRow) -> float:
 
 
 def _arrival(row: ReferenceRow, dev: list[str]) -> dict[str, object]:
+    if row.arrival == "concurrency" and row.warmup_requests:
+        dev.append(f"concurrency {row.max_concurrency} held by a closed loop after a warm-up of "
+                   f"{row.warmup_requests} requests (the source's client is unstated)")
+        return {"request_rate": math.inf, "max_concurrency": row.max_concurrency}
     if row.arrival == "concurrency":
         rate = _steady_rate(row)
         dev.append(f"concurrency {row.max_concurrency} held by arrivals every {1000 / rate:.1f} ms (the published "
@@ -185,11 +209,19 @@ def plan_row(row: ReferenceRow, opts: ReplayOptions | None = None) -> ReplayPlan
     client_args: tuple[str, ...] = tuple(data.pop("client_args", ()))  # type: ignore[arg-type]
     if row.api == "chat":
         client_args += ("--backend", "openai-chat", "--endpoint", "/v1/chat/completions")
+    arrival = _arrival(row, dev)
     workload = Workload(num_prompts=n, seed=opts.seed, ignore_eos=row.ignore_eos != "false",
-                        client_args=client_args, **data, **_arrival(row, dev))  # type: ignore[arg-type]
+                        client_args=client_args, **data, **arrival)  # type: ignore[arg-type]
+    warmup = None
+    if row.warmup_requests:
+        if not row.prompt_pool:
+            raise EmuError(f"reference row {row.row_id}: warmup_requests needs a prompt_pool (what the warm-up "
+                           "leaves in the prefix cache is the point of it)")
+        first = _pool_dataset(row, n, (0, row.warmup_requests), opts, None)
+        warmup = replace(workload, num_prompts=row.warmup_requests, dataset_path=str(first["dataset_path"]))
     profile = profile_for(row, opts.profile)
     request_ms, step_ms, step_req_ms = host_ms_for(profile, row.gpu, opts.host_ms)
     if row.async_scheduling:
         step_ms = step_req_ms = 0.0
     return ReplayPlan(row=row, model=row.emu_model, profile=profile, vllm_args=row.serve_flags, workload=workload,
-                      deviations=tuple(dev), host_ms=(request_ms, step_ms, step_req_ms))
+                      deviations=tuple(dev), host_ms=(request_ms, step_ms, step_req_ms), warmup=warmup)

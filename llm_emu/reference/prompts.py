@@ -55,3 +55,26 @@ def shared_prefix_file(model: str, groups: int, prefix_len: int, question_len: i
     prompts = shared_prefix_prompts(_tokenizer(model), groups, prefix_len, question_len, num_requests, seed)
     atomic_write_text(dest, "".join(json.dumps({"prompt": prompt}) + "\n" for prompt in prompts))
     return dest
+
+
+def pool_prompts(tok: Any, pool: int, input_len: int, num_requests: int, seed: int = 0) -> list[str]:
+    """``num_requests`` prompts drawn uniformly (seeded) from ``pool`` distinct random-token prompts of
+    ``input_len`` tokens, as aiperf samples its dataset entries (deterministic)."""
+    rng = np.random.default_rng(seed)
+    vocab = _vocab_size(tok)
+    prompts = [str(tok.decode(rng.integers(0, vocab, size=input_len).tolist(), skip_special_tokens=True))
+               for _ in range(pool)]
+    return [prompts[int(i)] for i in rng.integers(0, pool, size=num_requests)]
+
+
+def pool_file(model: str, pool: int, input_len: int, num_requests: int, part: tuple[int, int],
+              seed: int = 0) -> Path:
+    """A cached JSONL file of ``pool_prompts(...)[part[0]:part[1]]`` (one {"prompt": ...} per line, in send
+    order): a warm-up and the measured run take consecutive parts of one draw from the same pool."""
+    key = hashlib.sha256(json.dumps(["pool", model, pool, input_len, num_requests, list(part), seed]).encode())
+    dest = cache_dir() / "reference" / f"pool-{key.hexdigest()[:16]}.jsonl"
+    if dest.is_file():
+        return dest
+    prompts = pool_prompts(_tokenizer(model), pool, input_len, num_requests, seed)[part[0]:part[1]]
+    atomic_write_text(dest, "".join(json.dumps({"prompt": prompt}) + "\n" for prompt in prompts))
+    return dest

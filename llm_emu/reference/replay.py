@@ -1,6 +1,7 @@
 """Run replay plans through the emulator with vLLM's own benchmark client, on the wall or the virtual clock.
 
-Wall clock: one ``llm-emu serve`` process per distinct (model, profile, flags), prefix cache reset between rows.
+Wall clock: one ``llm-emu serve`` process per distinct (model, profile, flags), prefix cache reset between rows
+(a row's own warm-up run, where it has one, leaves its cache to the row).
 Virtual clock: ``llm_emu.virtual.run_virtual`` (vLLM's engine in-process on a virtual clock; deterministic and
 independent of machine load). Each row's result (vLLM's metric keys, per-request lists dropped) is written
 atomically to ``OUT/results/<row_id>.json`` together with its plan and deviations.
@@ -38,14 +39,19 @@ def _virtual_rows(plans: Sequence[ReplayPlan], out_dir: Path,
     for key, grouped in groupby(plans, key=lambda p: p.server_key):
         model, profile, vllm_args, host_ms = key
         group = list(grouped)
-        cells = [VirtualCell(workload=p.workload) for p in group]
+        cells, measured = [], []
+        for p in group:
+            if p.warmup is not None:  # the warm-up's result is dropped; the measured run keeps its prefix cache
+                cells.append(VirtualCell(workload=p.warmup))
+            measured.append(len(cells))
+            cells.append(VirtualCell(workload=p.workload, reset_prefix_cache=p.warmup is None))
         model_host = host or HostModel(request_in_s=host_ms[0] / 1000.0, step_base_s=host_ms[1] / 1000.0,
                                        step_per_req_s=host_ms[2] / 1000.0,
                                        source="reference calibration")
         work = out_dir / "virtual" / hashlib.sha256(repr(key).encode()).hexdigest()[:8]
         results = run_virtual_cells(model, profile, vllm_args, cells, seed=group[0].workload.seed,
                                     host=model_host, out_dir=work)
-        yield from zip(group, results, strict=True)
+        yield from zip(group, [results[i] for i in measured], strict=True)
 
 
 def _wall_rows(plans: Sequence[ReplayPlan], out_dir: Path) -> Iterator[tuple[ReplayPlan, dict[str, Any]]]:
@@ -61,6 +67,9 @@ def _wall_rows(plans: Sequence[ReplayPlan], out_dir: Path) -> Iterator[tuple[Rep
         with ServerProcess(spec) as server:
             for plan in group:
                 server.reset_prefix_cache()
+                if plan.warmup is not None:
+                    run_benchmark(server.base_url, server.served_model, plan.warmup, tokenizer_model=model,
+                                  result_dir=out_dir / "client")
                 yield plan, run_benchmark(server.base_url, server.served_model, plan.workload,
                                           tokenizer_model=model, result_dir=out_dir / "client")
 

@@ -79,6 +79,12 @@ class ReferenceRow:
     """Requests per second (inf: no pacing)."""
     max_concurrency: int | None = None
     """Requests in flight at most (closed loop)."""
+    prompt_pool: int | None = None
+    """random: the client draws every request's prompt from this many distinct prompts (aiperf's
+    --num-dataset-entries), so repeated prompts hit the prefix cache; None: a new prompt per request."""
+    warmup_requests: int | None = None
+    """Requests sent (at the row's concurrency, same prompt pool) before the measured run; the prefix cache
+    keeps what they left. None: none."""
     ignore_eos: str = "unstated"
     """"true", "false" or "unstated"."""
     serve_flags_published: str = ""
@@ -151,7 +157,7 @@ def _row(raw: dict[str, str], where: str) -> ReferenceRow:
         raise ReferenceError(f"{where}: no published metric; fill at least one of {list(METRICS)}")
     ints = {k: _num(raw[k], f"{where} {k}", int) for k in
             ("prefix_len", "input_len", "output_len", "num_groups", "prompts_per_group", "num_prompts",
-             "max_concurrency")}
+             "max_concurrency", *(k for k in ("prompt_pool", "warmup_requests") if k in raw))}
     rate = _num(raw["request_rate"], f"{where} request_rate")
     used = {"row_id", "source_id", "source", "gpu", "model", "emu_model", "dtype", "vllm_version", "api", "dataset",
             "arrival", "replay_serve_flags", "range_ratio", "request_rate", "ignore_eos", "serve_flags_published",

@@ -21,6 +21,7 @@ def no_prompt_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import llm_emu.reference.prompts as prompts
 
     monkeypatch.setattr(prompts, "shared_prefix_file", lambda *a, **k: tmp_path / "p.jsonl")
+    monkeypatch.setattr(prompts, "pool_file", lambda *a, **k: tmp_path / f"pool-{a[4]}.jsonl")
     monkeypatch.setattr(plan_mod, "PROMPTS_PER_SLOT", 4)
 
 
@@ -68,6 +69,8 @@ def test_closed_loop_chat_and_fp8_rows(no_prompt_files: None) -> None:
     h200 = plan_row(load_reference(ids=["aic-silicon-h200-4000x500-c96"])[0], ReplayOptions(profile="aic:{gpu}"))
     assert h200.profile == "aic:h200_sxm,quant=fp8"
     assert h200.workload.num_prompts == 4 * 96 and any("unstated" in d for d in h200.deviations)
+    # aiconfigurator's benchmark template: 100 prompts cycled, a closed loop after a warm-up of 2 x concurrency
+    assert h200.warmup is not None and h200.warmup.num_prompts == 2 * 96 and h200.workload.max_concurrency == 96
 
 
 def test_decode_ms_per_token_is_compared_like_for_like() -> None:
@@ -136,3 +139,67 @@ def test_a_bad_vllm_version_is_one_clear_error(tmp_path: Path) -> None:
         csv.writer(f).writerows(rows)
     with pytest.raises(ReferenceError, match="not a version number"):
         load_reference(bad)
+
+
+class _WordTok:
+    vocab_size = 50
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return " ".join(f"t{i}" for i in ids)
+
+
+def test_pool_prompts_repeat_a_fixed_set() -> None:
+    from llm_emu.reference.prompts import pool_prompts
+
+    prompts = pool_prompts(_WordTok(), pool=4, input_len=6, num_requests=40, seed=3)
+    assert len(prompts) == 40 and len(set(prompts)) == 4  # 40 draws from 4 distinct prompts: repeats
+    assert all(len(p.split()) == 6 for p in prompts)
+    assert prompts == pool_prompts(_WordTok(), 4, 6, 40, seed=3)
+
+
+def test_a_pool_row_warms_the_prefix_cache_then_measures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import llm_emu.reference.prompts as prompts
+
+    parts: list[tuple[int, int, int]] = []
+
+    def fake_pool_file(model: str, pool: int, input_len: int, total: int, part: tuple[int, int],
+                       seed: int = 0) -> Path:
+        parts.append((total, *part))
+        return tmp_path / f"pool-{part[0]}-{part[1]}.jsonl"
+
+    monkeypatch.setattr(prompts, "pool_file", fake_pool_file)
+    row = make_row("h", gpu="h200_sxm", arrival="concurrency", max_concurrency=16, num_prompts=None,
+                   prompt_pool=100, warmup_requests=32, published={"mean_tpot_ms": 15.0, "mean_ttft_ms": 400.0})
+    p = plan_row(row, ReplayOptions(profile="aic:{gpu}"))
+    assert p.warmup is not None and p.warmup.num_prompts == 32 and p.workload.num_prompts == 4 * 16
+    # one draw of warm-up + measured requests from the pool, split in two consecutive parts
+    assert parts == [(96, 32, 96), (96, 0, 32)]
+    assert p.workload.dataset_path != p.warmup.dataset_path and p.workload.dataset == "custom"
+    for w in (p.workload, p.warmup):  # a closed loop at the row's concurrency
+        assert w.max_concurrency == 16 and math.isinf(w.request_rate)
+    assert any("warm-up of 32" in d for d in p.deviations)
+    with pytest.raises(Exception, match="needs a prompt_pool"):
+        plan_row(make_row("w", warmup_requests=8))
+
+
+def test_the_warm_up_keeps_its_prefix_cache_for_the_measured_run(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    import llm_emu.virtual as virtual
+    from llm_emu.benchclient import Workload
+    from llm_emu.reference.replay import replay
+
+    seen: list[list[tuple[int, bool]]] = []
+
+    def fake_cells(model: str, profile: str, args: object, cells: list, **kw: object) -> list[dict]:
+        seen.append([(c.workload.num_prompts, c.reset_prefix_cache) for c in cells])
+        return [{"n": c.workload.num_prompts} for c in cells]
+
+    monkeypatch.setattr(virtual, "run_virtual_cells", fake_cells)
+    base = plan_row(make_row("a"), ReplayOptions(profile="aic:{gpu}"))
+    warm = plan_row(make_row("b"), ReplayOptions(profile="aic:{gpu}"))
+    from dataclasses import replace
+
+    warm = replace(warm, workload=replace(warm.workload, num_prompts=7), warmup=Workload(num_prompts=3))
+    out = dict((p.row.row_id, r) for p, r in replay([base, warm], "virtual", tmp_path))
+    assert seen == [[(100, True), (3, True), (7, False)]]
+    assert out == {"a": {"n": 100}, "b": {"n": 7}}
