@@ -68,7 +68,11 @@ def gpu_help() -> str:
     parts = []
     for gpu in sorted(GPU_MEMORY_BYTES):
         if gpu in calibrated:
-            parts.append(f"{gpu} (aic-cal: {load_calibration(gpu).provenance})")
+            cal = load_calibration(gpu)
+            held = cal.held_out.get("summary", {})
+            scores = ", ".join(f"|{fam}| {held[fam]['mean_abs']:.1f} %" for fam in ("ITL", "TPOT", "E2E", "TTFT")
+                               if fam in held)
+            parts.append(f"{gpu} (aic-cal: {cal.provenance}" + (f"; held out: {scores}" if scores else "") + ")")
         else:
             parts.append(f"{gpu} (aic only: {GPU_EVIDENCE.get(gpu, 'aiconfigurator data, no public run checked')})")
     return "; ".join(parts)

@@ -110,8 +110,13 @@ def replay_evaluator(clock: str, out: Path, max_prompts: int | None, seed: int =
                 atomic_write_json(cached[plan.row.row_id], {"row_id": plan.row.row_id, "result": result})
                 results[plan.row.row_id] = result
 
+        # with several jobs, a server's rows are split in `jobs` parts so that one big group does not run alone;
+        # the largest parts start first
+        parts = [(f"{server}|{i}", plans[i::jobs]) for server, plans in sorted(groups.items())
+                 for i in range(min(max(1, jobs), len(plans)))]
+        parts.sort(key=lambda part: -len(part[1]))
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for future in [pool.submit(run, server, plans) for server, plans in sorted(groups.items())]:
+            for future in [pool.submit(run, server, plans) for server, plans in parts]:
                 future.result()
         print(f"  evaluated {profile.split(',', 1)[1]},host_ms={host_ms} on {len(rows)} rows "
               f"({len(cached)} replayed)", file=sys.stderr, flush=True)

@@ -84,6 +84,25 @@ def test_calibration_file_roundtrip_and_provenance(tmp_path: Path) -> None:
     assert back.provenance == "estimated, calibrated on 3 public measurements from 2 sources"
     with pytest.raises(OracleError, match="unknown field"):
         parse_calibration({**json.loads(path.read_text()), "extra": 1}, "x.json")
+    joint = Calibration(gpu="h200_sxm", terms=CalibrationTerms(), rows=["a"], sources=["s1"],
+                        gpus=["h100_sxm", "h200_sxm"])
+    assert joint.provenance == ("estimated, calibrated on 1 public measurements from 1 sources "
+                                "(h100_sxm + h200_sxm)")
+
+
+def test_help_lists_each_gpu_with_its_evidence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import llm_emu.oracle.calibration as calibration
+    from llm_emu.profile.resolve import gpu_help
+
+    monkeypatch.setattr(calibration, "CALIBRATION_DIR", tmp_path)
+    text = gpu_help()
+    assert "h100_sxm (aic only:" in text and "b200_sxm (aic only:" in text
+    cal = Calibration(gpu="h100_sxm", terms=CalibrationTerms(step_ms=0.5), rows=["a", "b"], sources=["s1", "s2"],
+                      held_out={"summary": {"ITL": {"mean_abs": 4.25, "max_abs": 9.0, "rows": 2}}})
+    save_calibration(cal, tmp_path / "h100_sxm.json")
+    text = gpu_help()
+    assert "h100_sxm (aic-cal: estimated, calibrated on 2 public measurements from 2 sources; held out: |ITL| 4.2 %)" \
+        in text
 
 
 def test_fp8_quant_makes_the_estimate_faster() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from llm_emu.reference.fit import (
@@ -102,3 +104,27 @@ def test_host_step_terms_reach_only_sync_scheduling_rows() -> None:
     ev = RecordingEvaluator()
     assert ev(more, [fast])["f"] == ev(base, [fast])["f"]
     assert ev(more, [sync])["s"]["mean_itl_ms"] > ev(base, [sync])["s"]["mean_itl_ms"]
+
+
+def test_the_replay_evaluator_replays_only_rows_a_change_reaches(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    import llm_emu.reference.fitcli as fitcli
+
+    replayed: list[str] = []
+
+    def fake_replay(plans, clock, work):  # type: ignore[no-untyped-def]
+        for plan in plans:
+            replayed.append(plan.row.row_id)
+            yield plan, {"mean_itl_ms": 7.0 + plan.host_ms[1]}
+
+    monkeypatch.setattr(fitcli, "replay", fake_replay)
+    rows = [make_row("sync", vllm_version="0.11.0"), make_row("async", vllm_version="0.15.1")]
+    evaluate = fitcli.replay_evaluator("virtual", tmp_path, max_prompts=None, jobs=2)
+    first = evaluate(dict(IDENTITY), rows)
+    assert sorted(replayed) == ["async", "sync"] and first["sync"]["mean_itl_ms"] == 7.0
+    replayed.clear()
+    # a step host term reaches the sync-scheduling row only: the async row comes from disk
+    second = evaluate({**IDENTITY, HOST_STEP_PARAM: 1.5}, rows)
+    assert replayed == ["sync"] and second["sync"]["mean_itl_ms"] == 8.5 and second["async"] == first["async"]
+    replayed.clear()
+    assert evaluate(dict(IDENTITY), rows) == first and replayed == []
