@@ -58,9 +58,17 @@ def split_params(params: Mapping[str, float]) -> tuple[CalibrationTerms, tuple[f
     return CalibrationTerms.from_dict(terms), (request, step, step_req)
 
 
-def residual_owners(rows: Sequence[ReferenceRow]) -> list[str]:
-    """The row_id of each entry of ``residuals(rows, ...)``, in order."""
-    return [row.row_id for row in rows for members, _, _ in FAMILIES.values()
+def _families(families: Sequence[str] | None) -> list[tuple[tuple[str, ...], float, float]]:
+    """FAMILIES' (members, target, weight) entries of ``families`` (all when None), in FAMILIES order."""
+    unknown = sorted(set(families or ()) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"unknown metric famil(ies) {unknown}; valid are {list(FAMILIES)}")
+    return [spec for name, spec in FAMILIES.items() if families is None or name in families]
+
+
+def residual_owners(rows: Sequence[ReferenceRow], families: Sequence[str] | None = None) -> list[str]:
+    """The row_id of each entry of ``residuals(rows, ..., families)``, in order."""
+    return [row.row_id for row in rows for members, _, _ in _families(families)
             if any(m in row.published for m in members)]
 
 
@@ -75,14 +83,15 @@ def source_weights(rows: Sequence[ReferenceRow]) -> dict[str, float]:
     return {row.row_id: len(rows) / (len(counts) * counts[row.source_id]) for row in rows}
 
 
-def residuals(rows: Sequence[ReferenceRow], results: Mapping[str, Mapping[str, Any]]) -> np.ndarray:
+def residuals(rows: Sequence[ReferenceRow], results: Mapping[str, Mapping[str, Any]],
+              families: Sequence[str] | None = None) -> np.ndarray:
     """sqrt(family weight * source weight) * log(emulated / published), one per row and family (first published
-    member); ``source_weights`` balances the sources."""
+    member) of ``families`` (default: all); ``source_weights`` balances the sources."""
     out: list[float] = []
     balance = source_weights(rows)
     for row in rows:
         res = results[row.row_id]
-        for members, _, family_weight in FAMILIES.values():
+        for members, _, family_weight in _families(families):
             weight = family_weight * balance[row.row_id]
             metric = next((m for m in members if m in row.published), None)
             if metric is None:
@@ -116,14 +125,17 @@ class FitResult:
     """Residuals at the solution (rows in ``residual_owners`` order)."""
     jacobian: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), compare=False, repr=False)
     """d residual / d free parameter near the solution (finite differences, Broyden-updated)."""
+    families: tuple[str, ...] | None = None
+    """The metric families the fit's residuals cover (None: all of FAMILIES)."""
 
 
 class _Problem:
     """Residuals as a function of the free terms' vector, with a cache of evaluated points."""
 
     def __init__(self, rows: Sequence[ReferenceRow], evaluate: Evaluator, start: Mapping[str, float],
-                 free: Sequence[str]) -> None:
+                 free: Sequence[str], families: Sequence[str] | None = None) -> None:
         self.rows, self.evaluate, self.start, self.free = list(rows), evaluate, {**IDENTITY, **start}, list(free)
+        self.families = families
         self.cache: dict[tuple[float, ...], np.ndarray] = {}
 
     def terms(self, x: np.ndarray) -> Params:
@@ -137,7 +149,7 @@ class _Problem:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         key = tuple(np.round(x, 6))
         if key not in self.cache:
-            self.cache[key] = residuals(self.rows, self.evaluate(self.terms(x), self.rows))
+            self.cache[key] = residuals(self.rows, self.evaluate(self.terms(x), self.rows), self.families)
         return self.cache[key]
 
     def jacobian(self, x: np.ndarray, r0: np.ndarray) -> np.ndarray:
@@ -151,9 +163,12 @@ class _Problem:
 
 
 def fit_terms(rows: Sequence[ReferenceRow], evaluate: Evaluator, start: Mapping[str, float] | None = None,
-              free: Sequence[str] = DEFAULT_FREE, max_iter: int = 6, tol: float = 1e-3) -> FitResult:
-    """Bounded Levenberg-Marquardt fit of the ``free`` parameters (the others stay at ``start``/IDENTITY)."""
-    problem = _Problem(rows, evaluate, start or {}, free)
+              free: Sequence[str] = DEFAULT_FREE, max_iter: int = 6, tol: float = 1e-3,
+              families: Sequence[str] | None = None) -> FitResult:
+    """Bounded Levenberg-Marquardt fit of the ``free`` parameters (the others stay at ``start``/IDENTITY) on the
+    errors of the metric ``families`` (default: all of FAMILIES)."""
+    _families(families)  # unknown names fail before any replay
+    problem = _Problem(rows, evaluate, start or {}, free, families)
     x = np.array([problem.start[n] for n in free], dtype=float)
     r = problem(x)
     cost0 = cost = 0.5 * float(r @ r)
@@ -179,7 +194,7 @@ def fit_terms(rows: Sequence[ReferenceRow], evaluate: Evaluator, start: Mapping[
             break
     return FitResult(params=problem.terms(x), cost=cost, start_cost=cost0, iterations=it,
                      evaluations=len(problem.cache), rows=tuple(row.row_id for row in rows), free=tuple(free),
-                     residual=r, jacobian=jac)
+                     residual=r, jacobian=jac, families=tuple(families) if families is not None else None)
 
 
 @dataclass(frozen=True)
@@ -225,7 +240,7 @@ def leave_one_source_out(rows: Sequence[ReferenceRow], evaluate: Evaluator, full
     the fold's rows (residuals are per row, so that is the fold's own linearisation); ``refit`` runs a full fit
     per fold instead (``max_iter`` iterations, from ``full``).
     """
-    owners = np.array(residual_owners(rows))
+    owners = np.array(residual_owners(rows, full.families))
     full_weight = source_weights(rows)
     folds: dict[str, Params] = {}
     errors: dict[str, dict[str, float]] = {}
@@ -235,7 +250,8 @@ def leave_one_source_out(rows: Sequence[ReferenceRow], evaluate: Evaluator, full
         if not train:
             continue
         if refit:
-            params = fit_terms(train, evaluate, full.params, full.free, max_iter=max_iter).params
+            params = fit_terms(train, evaluate, full.params, full.free, max_iter=max_iter,
+                               families=full.families).params
         else:
             keep = ~np.isin(owners, [r.row_id for r in held])
             fold_weight = source_weights(train)

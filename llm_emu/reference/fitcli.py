@@ -50,6 +50,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="rows or sources to use (default: every reference row of --gpu)")
     parser.add_argument("--free", default=",".join(DEFAULT_FREE),
                         help=f"terms to fit, comma-separated, of {sorted(BOUNDS)} (default %(default)s)")
+    parser.add_argument("--fit-on", default=",".join(FAMILIES), metavar="FAMILIES",
+                        help=f"metric families whose errors the fit minimises, comma-separated, of {list(FAMILIES)} "
+                             "(default: all; every family is still scored)")
     parser.add_argument("--transfer-from", default=None, metavar="GPU",
                         help="fit nothing: score that GPU's shipped terms on these rows")
     parser.add_argument("--clock", choices=CLOCKS, default="virtual", help="replay clock (default %(default)s)")
@@ -158,7 +161,11 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
     unknown = sorted(set(free) - set(BOUNDS))
     if unknown:
         raise EmuError(f"unknown term(s) {unknown} in --free; valid terms are {sorted(BOUNDS)}")
-    full = fit_terms(rows, evaluate, free=free, max_iter=args.max_iter)
+    fit_on = [f for f in args.fit_on.split(",") if f]
+    if not fit_on or set(fit_on) - set(FAMILIES):
+        raise EmuError(f"--fit-on {args.fit_on!r}: name metric families of {list(FAMILIES)}, e.g. --fit-on ITL,TPOT")
+    families = None if set(fit_on) == set(FAMILIES) else fit_on
+    full = fit_terms(rows, evaluate, free=free, max_iter=args.max_iter, families=families)
     fitted = score(rows, evaluate, full.params)
     loso = leave_one_source_out(rows, evaluate, full, refit=args.loso_refit)
     sources = sorted({r.source_id for r in rows})
@@ -173,6 +180,7 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
                       fitted_at=date, command=cmd,
                       notes=f"{args.clock} clock, at most {args.max_prompts} prompts per row "
                             f"({args.prompts_per_slot} per slot in closed loops); free terms {free}; "
+                            f"fitted on {'all metric families' if families is None else fit_on}; "
                             f"cost {full.start_cost:.4f} -> {full.cost:.4f} in {full.iterations} iterations")
     growth = (f"ITL growth with load, uncalibrated:\n\n{growth_table(rows, evaluate(IDENTITY, rows))}\n\n"
               f"ITL growth with load, calibrated (all-rows fit):\n\n{growth_table(rows, evaluate(full.params, rows))}")

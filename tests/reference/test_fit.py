@@ -128,3 +128,22 @@ def test_the_replay_evaluator_replays_only_rows_a_change_reaches(monkeypatch: py
     assert replayed == ["sync"] and second["sync"]["mean_itl_ms"] == 8.5 and second["async"] == first["async"]
     replayed.clear()
     assert evaluate(dict(IDENTITY), rows) == first and replayed == []
+
+
+def test_fit_on_a_subset_of_families_ignores_the_others() -> None:
+    rows = truth_rows(6, 2)
+    # every row's TTFT is published 3x too high: a fit on all families is pulled off the truth by it,
+    # a fit on the decode families only recovers the truth's decode terms and scores TTFT as it comes out
+    off = [type(r)(**{**r.__dict__, "published": {k: v * (3.0 if "ttft" in k else 1.0)
+                                                 for k, v in r.published.items()}}) for r in rows]
+    free = ("scale", "step_ms")
+    start = {**IDENTITY, **{k: TRUTH[k] for k in TRUTH if k not in free}}
+    decode = fit_terms(off, RecordingEvaluator(), start, free=free, max_iter=30, tol=1e-12,
+                       families=("ITL", "TPOT", "E2E"))
+    everything = fit_terms(off, RecordingEvaluator(), start, free=free, max_iter=30, tol=1e-12)
+    assert decode.families == ("ITL", "TPOT", "E2E") and everything.families is None
+    assert decode.params["scale"] == pytest.approx(TRUTH["scale"], rel=1e-3)
+    assert everything.params["scale"] != pytest.approx(TRUTH["scale"], rel=1e-2)
+    assert len(residuals(off, {r.row_id: synthetic_metrics(r, TRUTH) for r in off}, ("ITL",))) == len(off)
+    with pytest.raises(ValueError, match="TTTF"):
+        fit_terms(off, RecordingEvaluator(), start, free=free, families=("TTTF",))
