@@ -28,11 +28,13 @@ GPU_MEMORY_BYTES: dict[str, tuple[str, int]] = {
 #: Evidence behind GPUs that have no calibration file (those with one show the file's provenance line).
 GPU_EVIDENCE: dict[str, str] = {
     "h100_sxm": "checked against 20 public vLLM runs from 4 sources, mean |ITL| error 7.1 %, |TTFT| 28.7 %",
-    "h200_sxm": "checked against 10 aiconfigurator silicon runs, mean |TPOT| error 44 % (not reproduced)",
+    "h200_sxm": "checked against 10 aiconfigurator silicon runs replayed as its benchmark template runs them, "
+                "TPOT -14 to -35 %, mean |TTFT| error 27.6 %",
     "a100_sxm": "checked against 1 public vLLM run, ITL +7.9 %",
     "b200_sxm": "aiconfigurator data only, no public run checked",
 }
-"""Evidence behind each GPU's estimate (docs/FIDELITY.md, "GPU-free calibration"; measured 2026-11-22)."""
+"""Evidence behind each GPU's estimate (docs/FIDELITY.md, "GPU-free calibration"; measured 2026-11-22, h200_sxm
+2026-12-03)."""
 
 #: What vLLM 0.32 resolves on a CUDA device when the user passes no flags (its defaults for a GPU, which differ
 #: from those it picks on the CPU platform: see EngineSettings).

@@ -176,7 +176,8 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
                       host_step_per_req_ms=round(host_ms[2], 5),
                       held_out={"summary": loso.summary, "errors": loso.errors,
                                 "folds": loso.folds,
-                                "in_sample": summarize(fitted), "uncalibrated": summarize(baseline)},
+                                "in_sample": summarize(fitted), "uncalibrated": summarize(baseline),
+                                "in_sample_errors": fitted, "uncalibrated_errors": baseline},
                       fitted_at=date, command=cmd,
                       notes=f"{args.clock} clock, at most {args.max_prompts} prompts per row "
                             f"({args.prompts_per_slot} per slot in closed loops); free terms {free}; "
@@ -214,5 +215,10 @@ def main(args: argparse.Namespace) -> int:
 
 def _own_rows(held_out: dict[str, Any], own: set[str]) -> dict[str, Any]:
     """The held-out record of a joint fit as one GPU's file shows it: scores over that GPU's rows."""
-    errors = {k: v for k, v in held_out.get("errors", {}).items() if k in own}
-    return {**held_out, "errors": errors, "summary": summarize(errors), "all_gpus_summary": held_out.get("summary")}
+    def mine(key: str) -> dict[str, Any]:
+        return {k: v for k, v in held_out.get(key, {}).items() if k in own}
+
+    errors, fitted, baseline = mine("errors"), mine("in_sample_errors"), mine("uncalibrated_errors")
+    return {**held_out, "errors": errors, "summary": summarize(errors), "all_gpus_summary": held_out.get("summary"),
+            "in_sample_errors": fitted, "in_sample": summarize(fitted),
+            "uncalibrated_errors": baseline, "uncalibrated": summarize(baseline)}

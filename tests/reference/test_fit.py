@@ -147,3 +147,17 @@ def test_fit_on_a_subset_of_families_ignores_the_others() -> None:
     assert len(residuals(off, {r.row_id: synthetic_metrics(r, TRUTH) for r in off}, ("ITL",))) == len(off)
     with pytest.raises(ValueError, match="TTTF"):
         fit_terms(off, RecordingEvaluator(), start, free=free, families=("TTTF",))
+
+
+def test_a_joint_fit_file_scores_its_own_gpu_rows_only() -> None:
+    from llm_emu.reference.fitcli import _own_rows
+
+    held = {"errors": {"h100-a": {"ITL": 10.0}, "h200-a": {"TPOT": -4.0}},
+            "in_sample_errors": {"h100-a": {"ITL": 2.0}, "h200-a": {"TPOT": 1.0}},
+            "uncalibrated_errors": {"h100-a": {"ITL": -7.0}, "h200-a": {"TPOT": -20.0}},
+            "summary": {"ITL": {"mean_abs": 10.0, "max_abs": 10.0, "rows": 1}}}
+    own = _own_rows(held, {"h200-a"})
+    assert own["summary"] == {"TPOT": {"mean_abs": 4.0, "max_abs": 4.0, "rows": 1}}
+    assert own["uncalibrated"] == {"TPOT": {"mean_abs": 20.0, "max_abs": 20.0, "rows": 1}}
+    assert own["in_sample"] == {"TPOT": {"mean_abs": 1.0, "max_abs": 1.0, "rows": 1}}
+    assert own["all_gpus_summary"] == held["summary"] and "h100-a" not in own["uncalibrated_errors"]
