@@ -89,9 +89,10 @@ def residuals(rows: Sequence[ReferenceRow], results: Mapping[str, Mapping[str, A
     member) of ``families`` (default: all); ``source_weights`` balances the sources."""
     out: list[float] = []
     balance = source_weights(rows)
+    specs = _families(families)
     for row in rows:
         res = results[row.row_id]
-        for members, _, family_weight in _families(families):
+        for members, _, family_weight in specs:
             weight = family_weight * balance[row.row_id]
             metric = next((m for m in members if m in row.published), None)
             if metric is None:

@@ -142,6 +142,18 @@ def _table(rows: Sequence[ReferenceRow], columns: Mapping[str, Mapping[str, Mapp
     return "\n".join(lines)
 
 
+def _fit_choices(args: argparse.Namespace) -> tuple[list[str], list[str], list[str] | None]:
+    """(--free terms, --fit-on families, the families to pass to the fit: None for all), checked before any replay."""
+    free = [f for f in args.free.split(",") if f]
+    unknown = sorted(set(free) - set(BOUNDS))
+    if unknown:
+        raise EmuError(f"unknown term(s) {unknown} in --free; valid terms are {sorted(BOUNDS)}")
+    fit_on = [f for f in args.fit_on.split(",") if f]
+    if not fit_on or set(fit_on) - set(FAMILIES):
+        raise EmuError(f"--fit-on {args.fit_on!r}: name metric families of {list(FAMILIES)}, e.g. --fit-on ITL,TPOT")
+    return free, fit_on, None if set(fit_on) == set(FAMILIES) else fit_on
+
+
 def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Evaluator) -> tuple[Calibration, str]:
     baseline = score(rows, evaluate, IDENTITY)
     cmd = "llm-emu " + " ".join(sys.argv[1:])
@@ -157,14 +169,7 @@ def _calibrate(args: argparse.Namespace, rows: list[ReferenceRow], evaluate: Eva
                           transferred_from=args.transfer_from, fitted_at=date, command=cmd,
                           notes=f"terms of {args.transfer_from}; every {args.gpu} row is held out")
         return cal, _table(rows, {"aic": baseline, "transferred": held})
-    free = [f for f in args.free.split(",") if f]
-    unknown = sorted(set(free) - set(BOUNDS))
-    if unknown:
-        raise EmuError(f"unknown term(s) {unknown} in --free; valid terms are {sorted(BOUNDS)}")
-    fit_on = [f for f in args.fit_on.split(",") if f]
-    if not fit_on or set(fit_on) - set(FAMILIES):
-        raise EmuError(f"--fit-on {args.fit_on!r}: name metric families of {list(FAMILIES)}, e.g. --fit-on ITL,TPOT")
-    families = None if set(fit_on) == set(FAMILIES) else fit_on
+    free, fit_on, families = _fit_choices(args)
     full = fit_terms(rows, evaluate, free=free, max_iter=args.max_iter, families=families)
     fitted = score(rows, evaluate, full.params)
     loso = leave_one_source_out(rows, evaluate, full, refit=args.loso_refit)
@@ -197,6 +202,7 @@ def main(args: argparse.Namespace) -> int:
                        f"see llm_emu/data/reference/runs.csv")
     if args.transfer_from and len(gpus) > 1:
         raise EmuError("--transfer-from scores one GPU at a time; pass a single --gpu")
+    _fit_choices(args)  # a bad --free/--fit-on fails here, not after the uncalibrated replay
     out = Path(args.out or f"runs/calibrate/{'+'.join(gpus)}")
     evaluate = replay_evaluator(args.clock, out, args.max_prompts, prompts_per_slot=args.prompts_per_slot,
                                 jobs=args.jobs)
@@ -207,7 +213,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"held out: {json.dumps(cal.held_out.get('summary'))}\n{cal.provenance}")
     for gpu in gpus:
         own = replace(cal, gpu=gpu, held_out=_own_rows(cal.held_out, {r.row_id for r in rows if r.gpu == gpu}))
-        (out / f"calibration-{gpu}.json").write_text(own.to_json())
+        save_calibration(own, out / f"calibration-{gpu}.json")
         if args.write:
             print(f"wrote {save_calibration(own)}", file=sys.stderr)
     return 0

@@ -161,3 +161,18 @@ def test_a_joint_fit_file_scores_its_own_gpu_rows_only() -> None:
     assert own["uncalibrated"] == {"TPOT": {"mean_abs": 20.0, "max_abs": 20.0, "rows": 1}}
     assert own["in_sample"] == {"TPOT": {"mean_abs": 1.0, "max_abs": 1.0, "rows": 1}}
     assert own["all_gpus_summary"] == held["summary"] and "h100-a" not in own["uncalibrated_errors"]
+
+
+@pytest.mark.parametrize("flag", [["--fit-on", "ITL,TTTF"], ["--free", "scale,bogus"]])
+def test_bad_fit_choices_fail_before_any_replay(flag: list[str], tmp_path: Path) -> None:
+    import argparse
+
+    from llm_emu.errors import EmuError
+    from llm_emu.reference import fitcli
+
+    parser = argparse.ArgumentParser()
+    fitcli.add_cli_args(parser)
+    args = parser.parse_args(["--gpu", "h200_sxm", "--out", str(tmp_path / "out"), *flag])
+    with pytest.raises(EmuError, match=flag[1].split(",")[1]):
+        fitcli.main(args)
+    assert not (tmp_path / "out").exists()
