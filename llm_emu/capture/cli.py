@@ -12,6 +12,7 @@ import datetime as _dt
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from llm_emu.measure import BenchRun, MeasureSession
 from llm_emu.models import load_model_config
 from llm_emu.profile.features import STEP_COLUMNS
 from llm_emu.profile.pack import DeviceInfo, EngineSettings, ProfileMeta, ProfilePack, Provenance, save_pack
+from llm_emu.profile.warmup import MIN_IDLE_S, POSITIONS, Warmup, fit_warmup, same_shape_reference, split_warmup
 
 CPU_WORKER = "llm_emu.capture.worker.CPURecordingWorker"
 CUDA_WORKER = "llm_emu.capture.worker.CudaRecordingWorker"
@@ -87,6 +89,8 @@ def write_pack(raw: Path, out: Path, model: str, model_config: dict[str, Any], m
     if steps.empty:
         raise EmuError(f"no engine steps were recorded in {raw}; see the server log")
     info = read_worker_info(raw)
+    # Warm-up runs are found on every recorded step (a dropped step still kept the device busy).
+    warm = split_warmup(steps) if "t" in steps.columns else None
     if info.get("device", {}).get("kind") == "cpu":
         kept, dropped = drop_contended(steps, min_cpu_share)
         if dropped > len(steps) // 2:
@@ -98,11 +102,35 @@ def write_pack(raw: Path, out: Path, model: str, model_config: dict[str, Any], m
             steps = kept
             method += f"; dropped {dropped} steps with cpu share < {min_cpu_share:g} (device core contended)"
     requests = read_requests(raw)
-    meta = build_meta(info, model, model_config, method)
+    warmup = Warmup()
+    if warm is not None:
+        warmup, steps, method = _fit_warmup(steps, warm, method)
+    meta = replace(build_meta(info, model, model_config, method), warmup=warmup.to_dict())
     pack = ProfilePack(meta=meta, steps=steps[list(STEP_COLUMNS)].reset_index(drop=True),
                        requests=requests if not requests.empty else None)
     save_pack(pack, out)
     return pack
+
+
+MIN_WARM_SHARE = 0.5
+"""The warm-up model is fitted only when at least this share of the steps is warm (the rest stays the table)."""
+
+
+def _fit_warmup(steps: Any, warm: tuple[Any, Any, Any], method: str) -> tuple[Warmup, Any, str]:
+    """Split the warm-up steps (the first ones after an idle device) off the step table and fit their extra time
+    over warm steps of the same batch (``llm_emu.profile.warmup``); (Warmup, the table's steps, the method)."""
+    cold_all, idle, position = warm
+    cold = cold_all.loc[steps.index]
+    if (~cold).sum() < MIN_WARM_SHARE * len(steps):
+        return Warmup(), steps, method
+    table = steps[~cold]
+    warmup = fit_warmup(steps[cold], idle, position, same_shape_reference(table))
+    if not warmup.enabled:
+        return Warmup(), steps, method
+    method += (f"; {int(cold.sum())} steps within {POSITIONS} of an idle device (>= {MIN_IDLE_S * 1e3:g} ms) kept "
+               f"out of the step table, their extra time over warm steps of the same batch fitted as the warm-up "
+               f"model ({warmup.describe()})")
+    return warmup, table, method
 
 
 def run_plan(session: MeasureSession, plan: list[PlanItem], result_dir: Path) -> list[dict[str, Any]]:

@@ -7,7 +7,9 @@ so the same plan fits a CPU server (2048/128) and an H100 server (8192/1024):
   tokens (random dataset, one request at a time, few output tokens);
 * decode batches from 1 to S requests at short and long contexts (random dataset, max_concurrency levels);
 * mixed prefill+decode steps (random dataset at high concurrency, chunked prefill);
-* ShareGPT at several Poisson rates (the shape of the validation workload).
+* ShareGPT at several Poisson rates (the shape of the validation workload);
+* requests that find the device idle (random dataset, a slow Poisson rate): the first steps after an idle period
+  take longer on a real device, and the pack's warm-up model (``llm_emu.profile.warmup``) is fitted on them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ from llm_emu.benchclient import Workload
 
 SMALL_PREFILLS = (8, 16, 32)
 """Prompt lengths (tokens) of short pure prefills: ShareGPT has many, and at light load each is alone in its step."""
+IDLE_GAP_INPUTS = (64, 384)
+"""Prompt lengths (tokens) of the idle-gap runs: a short and a typical chat prompt."""
+IDLE_GAP_RATE = 1.0
+"""Poisson rate of the idle-gap runs (req/s): each request mostly finds the device idle, after idle times
+spread over the warm-up model's bins (50 ms to seconds; 22 % of the gaps are longer than 1.5 s)."""
+IDLE_GAP_PROMPTS = 20
+"""Requests per idle-gap run."""
 PREFILL_FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0)
 """Pure prefill sizes as fractions of the largest prompt that fits (about max_num_batched_tokens)."""
 
@@ -44,6 +53,15 @@ def capture_plan(max_num_batched_tokens: int, max_num_seqs: int, max_model_len: 
     # Random prompts must leave room for outputs within the context limit.
     big = max(16, min(B, L - 64) - 16)
     items: list[PlanItem] = []
+    # Each idle-gap run follows the same prompts back to back (one at a time, the device busy a moment before):
+    # the warm reference the warm-up steps are measured against.
+    idle: list[PlanItem] = []
+    for i, inp in enumerate(IDLE_GAP_INPUTS):
+        idle += [_rnd(min(inp, big), 8, 1, 8, 80 + i),
+                 PlanItem(f"idle gaps: random in={min(inp, big)} out=8 rate={IDLE_GAP_RATE:g}",
+                          Workload(dataset="random", num_prompts=IDLE_GAP_PROMPTS, request_rate=IDLE_GAP_RATE,
+                                   random_input_len=min(inp, big), random_output_len=8, seed=90 + i,
+                                   ignore_eos=True))]
     if quick:
         items += [
             _rnd(big, 4, 1, 3, 1),
@@ -52,7 +70,7 @@ def capture_plan(max_num_batched_tokens: int, max_num_seqs: int, max_model_len: 
             _rnd(64, 64, min(S, 64), min(S, 64), 3),
         ]
         sg = [PlanItem("sharegpt rate=3", Workload(dataset="sharegpt", num_prompts=80, request_rate=3.0, seed=4))]
-        return [*items, *sg]
+        return [*items, *sg, *idle]
     seed = 10
     # Pure prefill sweep: one request at a time, short prompts first.
     sizes = sorted({*(n for n in SMALL_PREFILLS if n < big // 32), *(max(8, int(big * f)) for f in PREFILL_FRACTIONS)})
@@ -81,4 +99,4 @@ def capture_plan(max_num_batched_tokens: int, max_num_seqs: int, max_model_len: 
                               Workload(dataset="sharegpt", num_prompts=sharegpt_prompts, request_rate=rate,
                                        seed=seed)))
         seed += 1
-    return items
+    return [*items, *idle]

@@ -7,6 +7,7 @@ in-process on it).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -102,6 +103,7 @@ class DeviceTimeline:
         self.stages = max(1, stages)
         self._free = [0.0] * self.stages
         self._busy_until = 0.0
+        self._booked = False
         self._overshoot = 0.0
         self._released_at = 0.0
         self._lock = threading.Lock()
@@ -118,7 +120,17 @@ class DeviceTimeline:
                 end = max(end, self._free[stage]) + share
                 self._free[stage] = end
             self._busy_until = end
+            self._booked = True
         return Booking(launched=t, start=start, end=end)
+
+    def idle_before(self, launched: float) -> float:
+        """How long the device will have been idle when a step launched at ``launched`` starts (0: busy).
+
+        Before the first step it has been idle for ever (``inf``), as a server's device before its first request."""
+        with self._lock:
+            if not self._booked:
+                return math.inf
+            return max(0.0, launched - self._busy_until)
 
     def released(self, booking: Booking, at: float) -> None:
         """Record that ``booking``'s output reached vLLM at ``at`` (its lateness is credited once)."""

@@ -26,6 +26,7 @@ from llm_emu.engine.settings import EmuSettings
 from llm_emu.engine.tokens import OutputLengthModel, logprob_rows, token_pool, tokenizer_limits
 from llm_emu.oracle import create_oracle
 from llm_emu.profile.features import StepFeatures
+from llm_emu.profile.warmup import Warmup, WarmupState
 
 # vLLM attaches its log handlers to the "vllm" logger tree only; a logger outside it would print nothing.
 logger = logging.getLogger("vllm.llm_emu.worker")
@@ -106,6 +107,7 @@ class EmuWorker(WorkerBase):
         self.layout = ParallelLayout.from_vllm_config(self.vllm_config)
         self.pack = for_layout(self.settings.load_pack(self.model_config), self.layout)
         self.oracle = create_oracle(self.pack, self.settings.oracle, seed=self.settings.seed)
+        self.warmup = WarmupState(Warmup.from_dict(self.pack.meta.warmup))
         vocab, special = tokenizer_limits(self.model_config)
         self._pool = token_pool(vocab, special, seed=self.settings.seed)
         self._rng = np.random.default_rng(self.settings.seed + 1)
@@ -193,6 +195,8 @@ class EmuWorker(WorkerBase):
         if self.host_cost is not None:  # virtual clock: the engine thread was busy before it could launch
             self.clock.advance(self.host_cost(features))  # type: ignore[attr-defined]
             launched = self.clock.now()
+        # The first steps after an idle device take longer on the profiled device (a measured pack's warm-up model).
+        latency = max(0.0, latency + self.warmup.extra_s(self.timeline.idle_before(launched)))
         booking = self.timeline.book(latency, launched)
         output = self._make_output(batch)
         self._step += 1

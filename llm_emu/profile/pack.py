@@ -107,6 +107,9 @@ class ProfileMeta:
     """Default latency oracle for this pack."""
     oracle_params: dict[str, Any] = field(default_factory=dict)
     """Parameters of the default oracle (e.g. the aic system name, formula coefficients)."""
+    warmup: dict[str, Any] = field(default_factory=dict)
+    """Extra device time of the first steps after an idle period, fitted by the capture
+    (``llm_emu.profile.warmup.Warmup``; empty: the device does not slow down after idle)."""
     schema_version: int = SCHEMA_VERSION
     """Pack format version."""
 

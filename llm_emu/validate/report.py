@@ -15,7 +15,7 @@ import pandas as pd
 
 from llm_emu.fsutil import atomic_write_parquet, atomic_write_text
 from llm_emu.validate.errors import KIND_EMU, KIND_REAL, error_frame
-from llm_emu.validate.steps import step_report
+from llm_emu.validate.steps import step_report, warmup_markdown
 from llm_emu.validate.tables import cell_label, error_table, markdown_table, noise_markdown, values_table, wide
 
 #: TTFT parts (label, how to compute it from a results row's means in ms).
@@ -72,7 +72,9 @@ def report(out: Path, title: str, command: str = "", profile: str | None = None,
     results = _ordered(pd.read_parquet(out / "results.parquet"))
     errors = error_frame(results)
     atomic_write_parquet(out / "errors.parquet", errors)
-    steps, steps_md = step_report(out, results, pack_oracle(profile))
+    oracle = pack_oracle(profile)
+    steps, steps_md = step_report(out, results, oracle)
+    warm_md = warmup_markdown(out, oracle)
     atomic_write_parquet(out / "step_errors.parquet", steps)
     ci = wide(errors, "err_ci95").astype(float) if not errors.empty else None
     md = [f"# {title}\n", *([f"```\n{command}\n```\n"] if command else []), *([preamble] if preamble else []),
@@ -86,6 +88,7 @@ def report(out: Path, title: str, command: str = "", profile: str | None = None,
           noise_markdown(errors),
           "\n## TTFT split (vLLM's request timing, mean ms)\n", ttft_markdown(results),
           "\n## Step latency per batch shape (all cells)\n", steps_md,
+          *(["\n## Warm-up after an idle device\n", warm_md] if warm_md else []),
           "\n## Values\n", values_table(errors)]
     text = "\n".join(md)
     atomic_write_text(out / "errors.md", text)

@@ -191,6 +191,37 @@ def step_report(out: Path, results: pd.DataFrame, oracle: Any | None = None) -> 
     return frame, text + (f"\n{gaps}\n" if gaps else "")
 
 
+def warmup_markdown(out: Path, oracle: Any | None) -> str:
+    """The pack's warm-up model next to what the real server's steps of this validation show: per idle-time bin
+    and position after an idle device, the median extra of the real steps over the oracle (n) vs the model."""
+    from llm_emu.profile.warmup import IDLE_EDGES_S, POSITIONS, Warmup, split_warmup
+
+    real = _read(out / REAL_STEPS)
+    if oracle is None or real.empty or "t" not in real.columns:
+        return ""
+    cold, idle, pos = split_warmup(real)
+    real = real.assign(idle=idle, pos=pos)[cold & np.isfinite(idle)]
+    if real.empty:
+        return ""
+    pack = getattr(oracle, "pack", None)
+    model = Warmup.from_dict(pack.meta.warmup if pack is not None else None)
+    extra = real["latency_us"].to_numpy() * 1e-3 - oracle_expected(real, oracle) * 1e3
+    bins = np.searchsorted(IDLE_EDGES_S, real["idle"].to_numpy(), side="right") - 1
+    head = "| idle before | " + " | ".join(f"position {p}: real (n) / model" for p in range(POSITIONS)) + " |"
+    lines = [head, "|---|" + "---:|" * POSITIONS]
+    for b, lo in enumerate(IDLE_EDGES_S):
+        cells = []
+        for p in range(POSITIONS):
+            sel = (bins == b) & (real["pos"].to_numpy() == p)
+            got = f"{np.median(extra[sel]):+.2f} ({sel.sum()})" if sel.any() else "- (0)"
+            cells.append(f"{got} / {model.extra_s(lo, p) * 1e3:+.2f}")
+        hi = f"{IDLE_EDGES_S[b + 1]:g} s" if b + 1 < len(IDLE_EDGES_S) else "longer"
+        lines.append(f"| {lo:g} s - {hi} | " + " | ".join(cells) + " |")
+    return ("Extra device time (ms) of the real server's first steps after an idle device, over the oracle's "
+            "warm estimate of the same batch (median, steps), next to the pack's warm-up model "
+            f"({model.describe()}):\n\n" + "\n".join(lines) + "\n")
+
+
 def main(argv: list[str]) -> int:
     out = Path(argv[0])
     _, text = step_report(out, pd.read_parquet(out / "results.parquet"))

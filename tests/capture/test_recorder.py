@@ -131,6 +131,9 @@ def test_plan_covers_the_batch_space() -> None:
     for items in (plan, quick):  # short prompts alone in their step (light load) are covered
         pure = {p.workload.random_input_len for p in items if p.workload.max_concurrency == 1}
         assert {8, 16, 32} <= pure
+        # requests that find the device idle (the warm-up model's samples): a slow Poisson rate, no concurrency cap
+        idle = [p.workload for p in items if p.label.startswith("idle gaps")]
+        assert len(idle) >= 2 and all(w.max_concurrency is None and 0 < w.request_rate <= 2 for w in idle)
 
 
 def test_contended_steps_are_dropped() -> None:

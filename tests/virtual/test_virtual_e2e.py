@@ -82,3 +82,27 @@ def test_result_keys_are_the_wall_clock_keys(first_run: list[dict], tmp_path) ->
     assert first_run[0]["completed"] == wall["completed"]
     assert first_run[0]["total_input_tokens"] == wall["total_input_tokens"]
     assert first_run[0]["mean_tpot_ms"] == pytest.approx(wall["mean_tpot_ms"], rel=0.15)
+
+
+@pytest.mark.ci_e2e
+def test_a_packs_warmup_model_lengthens_the_first_step_after_idle(tmp_path) -> None:
+    """The emulated worker adds the pack's warm-up extra to the step that starts after an idle device, and only
+    there: at light load every prefill opens a warm-up run, so mean TTFT moves by the extra, mean ITL does not."""
+    from llm_emu.profile.pack import save_pack
+    from llm_emu.profile.warmup import IDLE_EDGES_S, POSITIONS, Warmup
+    from tests.factories import make_pack
+
+    extra_ms = 50.0
+    params = {"base_us": STEP_MS * 1000, "prefill_token_us": 5, "decode_req_us": 20, "context_token_us": 0}
+    runs = {}
+    for name, rows in (("plain", ()), ("warm-up", tuple((extra_ms * 1e3,) + (0.0,) * (POSITIONS - 1)
+                                                         for _ in IDLE_EDGES_S))):
+        pack = make_pack(oracle="formula", oracle_params=params, warmup=Warmup(extra_us=rows).to_dict())
+        save_pack(pack, tmp_path / name)
+        cell = VirtualCell(Workload(dataset="random", random_input_len=64, random_output_len=16, num_prompts=8,
+                                    request_rate=0.5, seed=3, ignore_eos=True))
+        runs[name] = run_virtual_cells("llama-3.1-8b", str(tmp_path / name), ARGS, [cell],
+                                       out_dir=tmp_path / f"v-{name}")[0]
+    plain, warm = runs["plain"], runs["warm-up"]
+    assert warm["mean_ttft_ms"] - plain["mean_ttft_ms"] == pytest.approx(extra_ms, abs=2.0)
+    assert warm["mean_itl_ms"] == pytest.approx(plain["mean_itl_ms"], rel=0.01)
