@@ -74,11 +74,12 @@ def main() -> int:
     steps["idle_before_s"] = (steps["t"] - steps["latency_us"] * 1e-6) - steps["t"].shift(1)
     steps.to_parquet(out / "steps.parquet")
     pre = steps[steps["num_prefill_tokens"] > 0]
-    pre = pre.assign(idle=pd.cut(pre["idle_before_s"], [0, 0.05, 0.2, 0.6, 1.5, 100]))
+    pre = pre.assign(idle=pd.cut(pre["idle_before_s"], [0, 0.05, 0.2, 0.6, 1.5, 100]),
+                     prompt_tokens=pd.cut(pre["num_prefill_tokens"], [0, 32, 64, 128, 256, 512, 1024, 2048, 8192]))
     agg = {"n": ("latency_us", "size"), "median_ms": ("latency_us", "median"), "cpu_ms": ("cpu_us", "median")}
-    table = pre.groupby(["num_prefill_tokens", "idle"], observed=True).agg(**agg)
+    table = pre.groupby(["prompt_tokens", "idle"], observed=True).agg(**agg)
     table[["median_ms", "cpu_ms"]] /= 1e3
-    print("prefill steps by prompt tokens and device idle time before them (s):")
+    print("prefill steps by prompt tokens and the device's idle time before them (s):")
     print(table.round(2).to_string())
     req = (steps["num_prefill_tokens"] > 0).cumsum()
     dec = steps.assign(pos=steps.groupby(req).cumcount())
