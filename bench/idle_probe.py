@@ -6,7 +6,7 @@ from ``--vllm-args``), sends prompts of ``--words`` random words one at a time, 
 by prompt length and by the device's measured idle time before the step, then the decode steps that follow by
 their position after the prefill::
 
-    python bench/idle_probe.py --profile PACK --out DIR [--reps 6] [--gaps 0.02,0.1,0.3,1,2] [--words 20,300]
+    python bench/idle_probe.py --profile PACK --out DIR [--reps 6] [--gaps 0.02,0.1,0.3,1,2] [--words 20,60]
 
 Run it alone on the machine: it measures wall-clock step times.
 """
@@ -45,7 +45,7 @@ def main() -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--reps", type=int, default=6)
     p.add_argument("--gaps", default="0.02,0.1,0.3,1,2", help="idle gaps before each request (s)")
-    p.add_argument("--words", default="20,300", help="prompt lengths in random words")
+    p.add_argument("--words", default="20,60", help="prompt lengths in random words (about 7 tokens each)")
     p.add_argument("--vllm-args", default="--dtype float32")
     a = p.parse_args()
     out = Path(a.out).resolve()
@@ -66,12 +66,14 @@ def main() -> int:
         pin.apply_to_server(server)
         for _ in range(6):  # warm the server up
             send(server.base_url, server.served_model, prompt(50), 4)
+        trials_from = time.time()
         for gap, words in trials:
             time.sleep(gap)
             send(server.base_url, server.served_model, prompt(words), 8)
         server.stop()
-    steps = pd.read_json(out / "real-steps" / "steps.jsonl", lines=True).iloc[6 * 5:]  # after the warm-up
+    steps = pd.read_json(out / "real-steps" / "steps.jsonl", lines=True)
     steps["idle_before_s"] = (steps["t"] - steps["latency_us"] * 1e-6) - steps["t"].shift(1)
+    steps = steps[steps["t"] > trials_from]  # the trials' steps (the warm-up's last one still gives the first gap)
     steps.to_parquet(out / "steps.parquet")
     pre = steps[steps["num_prefill_tokens"] > 0]
     pre = pre.assign(idle=pd.cut(pre["idle_before_s"], [0, 0.05, 0.2, 0.6, 1.5, 100]),

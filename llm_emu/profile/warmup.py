@@ -1,12 +1,12 @@
 """Device warm-up after idle periods: the first steps after the device sat idle take longer.
 
-Measured on real vLLM-CPU (tiny-llama, float32, 2-core machine, 2026-12-03): a 138-token prefill that follows
-50 ms of idle device took about the oracle's 9.5 ms, after 0.2-0.6 s of idle 10.4 ms and after more than 0.6 s
-12.5-13 ms. The thread's CPU time grew with the wall time, so the core executes more slowly for a while after
-it was idle (clock and cache state), it is not waiting for the CPU. At light load almost every request's prefill
-is such a step, so a device model without this effect is optimistic on TTFT exactly where the machine is idle
-most of the time. The effect is the machine's: on another host of the same kind the same prefill after idle
-took twice the oracle's time.
+Measured on real vLLM-CPU (tiny-llama, float32, 2-core machine, 2026-12-03, ``bench/idle_probe.py``; table in
+docs/FIDELITY.md, "The first steps after an idle device"): a 138-token prefill took 6.2 ms after less than 50 ms
+of idle device and 8.5-9.3 ms after 50 ms to 2 s. The thread's CPU time grew with the wall time, so the core
+executes more slowly for a while after it was idle (clock and cache state); it is not waiting for the CPU. At
+light load almost every request's prefill is such a step, so a device model without this effect is optimistic
+on TTFT exactly where the machine is idle most of the time. The size is the machine's: a CI host's real
+prefills at light load took twice the pack's time.
 
 The model is measured, not assumed. The capture records when every step started and ended; a step that starts
 at least ``MIN_IDLE_S`` after the previous one ended opens a *warm-up run*, and it and the next
@@ -105,6 +105,11 @@ class WarmupState:
         return self.warmup.extra_s(self._idle, self._position) if self.warmup.enabled else 0.0
 
 
+def idle_bins(idle_s: np.ndarray) -> np.ndarray:
+    """Index of each idle time's bin in ``IDLE_EDGES_S`` (-1: below the first edge, i.e. not a warm-up run)."""
+    return np.searchsorted(IDLE_EDGES_S, idle_s, side="right") - 1
+
+
 def warmup_positions(end_s: np.ndarray, latency_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per step (in end-time order): the idle time that opened its warm-up run and its position in it.
 
@@ -184,7 +189,7 @@ def fit_warmup(cold_steps: pd.DataFrame, idle_s: pd.Series, position: pd.Series,
     idle = idle_s.loc[cold_steps.index].to_numpy()
     pos = position.loc[cold_steps.index].to_numpy()
     ok = np.isfinite(idle) & np.isfinite(extra)
-    bins = np.searchsorted(IDLE_EDGES_S, idle, side="right") - 1
+    bins = idle_bins(idle)
     table: list[list[float]] = []
     counts: list[list[int]] = []
     for b in range(len(IDLE_EDGES_S)):

@@ -194,7 +194,7 @@ def step_report(out: Path, results: pd.DataFrame, oracle: Any | None = None) -> 
 def warmup_markdown(out: Path, oracle: Any | None) -> str:
     """The pack's warm-up model next to what the real server's steps of this validation show: per idle-time bin
     and position after an idle device, the median extra of the real steps over the oracle (n) vs the model."""
-    from llm_emu.profile.warmup import IDLE_EDGES_S, POSITIONS, Warmup, split_warmup
+    from llm_emu.profile.warmup import IDLE_EDGES_S, POSITIONS, Warmup, idle_bins, split_warmup
 
     real = _read(out / REAL_STEPS)
     if oracle is None or real.empty or "t" not in real.columns:
@@ -206,7 +206,7 @@ def warmup_markdown(out: Path, oracle: Any | None) -> str:
     pack = getattr(oracle, "pack", None)
     model = Warmup.from_dict(pack.meta.warmup if pack is not None else None)
     extra = real["latency_us"].to_numpy() * 1e-3 - oracle_expected(real, oracle) * 1e3
-    bins = np.searchsorted(IDLE_EDGES_S, real["idle"].to_numpy(), side="right") - 1
+    bins = idle_bins(real["idle"].to_numpy())
     head = "| idle before | " + " | ".join(f"position {p}: real (n) / model" for p in range(POSITIONS)) + " |"
     lines = [head, "|---|" + "---:|" * POSITIONS]
     for b, lo in enumerate(IDLE_EDGES_S):

@@ -14,7 +14,7 @@ from llm_emu.capture.cli import write_pack
 from llm_emu.capture.recorder import STEPS_FILE, WORKER_FILE
 from llm_emu.engine.clock import DeviceTimeline, VirtualClock
 from llm_emu.profile.pack import load_pack
-from llm_emu.profile.warmup import IDLE_EDGES_S, POSITIONS, Warmup, WarmupState, warmup_positions
+from llm_emu.profile.warmup import IDLE_EDGES_S, POSITIONS, Warmup, WarmupState, fit_warmup, warmup_positions
 
 # Ground truth of the synthetic device: extra microseconds of a warm-up run by idle bin (rows) and position.
 TRUE_EXTRA_US = [[500.0, 300.0, 0.0, 0.0], [2000.0, 800.0, 200.0, 0.0], [6000.0, 1500.0, 400.0, 100.0],
@@ -99,8 +99,6 @@ def test_no_idle_no_model(tmp_path: Path) -> None:
 
 
 def test_thin_cells_borrow_the_shorter_idle_bin() -> None:
-    from llm_emu.profile.warmup import fit_warmup
-
     idx = pd.RangeIndex(6)
     cold = pd.DataFrame({"latency_us": [1000.0 + 500] * 3 + [1000.0 + 4000] * 3}, index=idx)
     idle = pd.Series([0.1] * 3 + [2.0] * 3, index=idx)
