@@ -153,6 +153,13 @@ def meta_from_dict(data: Any, where: str = META_FILE) -> ProfileMeta:
         raise ProfileError(
             f"{where}: provenance.kind {meta.provenance.kind!r} must be 'measured' or 'estimated'"
         )
+    from llm_emu.profile.warmup import Warmup
+
+    try:
+        Warmup.from_dict(meta.warmup)
+    except ValueError as exc:
+        raise ProfileError(f"{where}: warmup: {exc}; re-capture the pack with `llm-emu profile`, or delete the "
+                           "warmup field (no warm-up model)") from None
     return meta
 
 

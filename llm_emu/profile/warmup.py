@@ -73,12 +73,23 @@ class Warmup:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Warmup:
+        """Parse ``profile.json``'s ``warmup``; ValueError names what is wrong with it."""
         if not data:
             return cls()
-        return cls(edges_s=tuple(float(e) for e in data["edges_s"]),
-                   extra_us=tuple(tuple(float(v) for v in r) for r in data["extra_us"]),
-                   samples=tuple(tuple(int(v) for v in r) for r in data.get("samples", ())),
-                   notes=dict(data.get("notes", {})))
+        try:
+            w = cls(edges_s=tuple(float(e) for e in data["edges_s"]),
+                    extra_us=tuple(tuple(float(v) for v in r) for r in data["extra_us"]),
+                    samples=tuple(tuple(int(v) for v in r) for r in data.get("samples", ())),
+                    notes=dict(data.get("notes", {})))
+        except KeyError as exc:
+            raise ValueError(f"field {exc} is missing") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not numbers in the expected lists ({exc})") from None
+        widths = {len(r) for r in w.extra_us}
+        if len(w.extra_us) != len(w.edges_s) or len(widths) != 1 or list(w.edges_s) != sorted(w.edges_s):
+            raise ValueError(f"extra_us needs one row per idle edge ({len(w.edges_s)}), all of one length, and "
+                             "edges_s ascending")
+        return w
 
     def describe(self) -> str:
         if not self.enabled:

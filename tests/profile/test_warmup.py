@@ -122,3 +122,19 @@ def test_emulator_side_adds_the_extra_after_idle_only() -> None:
     # run 1 opened by "for ever" (last bin): positions 0, 1, 2; run 2 opened by ~0.97 s idle (bin 0.6-1.5 s)
     assert extras == [9000.0, 2000.0, 500.0, 6000.0, 1500.0]
     assert WarmupState(Warmup()).extra_s(5.0) == 0.0  # packs without a warm-up model: nothing added
+
+
+@pytest.mark.parametrize("bad", [{"edges_s": [0.05, 0.2]}, {"edges_s": [0.05, 0.2], "extra_us": [[1.0, 2.0]]},
+                                 {"edges_s": [0.2, 0.05], "extra_us": [[1.0], [2.0]]},
+                                 {"edges_s": [0.05], "extra_us": [["x"]]}])
+def test_a_broken_warmup_field_is_one_line_naming_the_fix(tmp_path: Path, bad: dict) -> None:
+    from llm_emu.errors import EmuError
+
+    _synthetic_capture(tmp_path / "raw")
+    write_pack(tmp_path / "raw", tmp_path / "pack", "tiny-llama", {"model_type": "llama"}, "unit test")
+    meta_path = tmp_path / "pack" / "profile.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "warmup": bad}))
+    with pytest.raises(EmuError, match=r"warmup: .*delete the warmup field") as err:
+        load_pack(tmp_path / "pack")
+    assert "\n" not in str(err.value)
