@@ -12,7 +12,7 @@ each skipped when its output exists (an interrupted run resumes with the same co
 3. `llm-emu validate --profile OUT/pack --rates ... --burstiness 1,0.25 --num-prompts 500 --repeats K
    --out OUT/validate` (both servers up, per cell real / emulated / real: the A/A noise floor; the
    estimated duration is printed before it starts; ``--retime``: the device drift check, unless
-   ``--no-retime``);
+   ``--no-retime``); run again with every run done, it rebuilds the report from the saved results;
 4. OUT/fidelity.md: the dated section for docs/FIDELITY.md (command, machine, load averages, capacity, error
    table, noise floor with verdicts, step-level accuracy); ``--docs FILE`` also replaces the section between
    the ``<!-- fidelity-run -->`` markers in FILE.
@@ -87,6 +87,7 @@ def docs_section(errors_md: str, command: str, meta: dict[str, str]) -> str:
         f"capture): {meta['capacity']} req/s. Wall time: {meta['wall']}.", "",
         "```", command, "```", "", table, "",
         "Noise floor (real vs real, see \"Validation\" above). " + _section(errors_md, "Noise floor (real vs real)"),
+        *(["Against the goals. " + goals] if (goals := _section(errors_md, "Against the goals")) else []),
         "Step latency per batch shape (all cells):", "",
         _section(errors_md, "Step latency per batch shape (all cells)"),
         *(["Device drift check (`llm-emu validate --retime`): " + drift] if (drift := _section(
@@ -141,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                 "--burstiness", args.burstiness, "--num-prompts", str(args.num_prompts), "--repeats",
                 str(args.repeats), "--out", str(val), *(["--capacity", str(cap)] if cap else []),
                 *([] if args.no_retime else ["--retime"]), *vllm_args]
-    if not (val / "errors.md").is_file():
-        _run(validate)
+    fresh = not (val / "errors.md").is_file()
+    _run(validate)  # resumes; with every run done it rebuilds the report (and reuses the saved drift replay)
+    if fresh:
         meta["load_after"] = _load()
         meta["wall"] = f"{(time.monotonic() - t0) / 60:.0f} min"
     else:  # an earlier call ran it: its own record (of its last, possibly resumed, call)

@@ -11,6 +11,7 @@ step traces of both sides, server logs and the client's JSON files. See ``llm_em
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -148,23 +149,29 @@ def main(args: argparse.Namespace) -> int:
     print(f"llm-emu validate: {describe(todo, args.num_prompts, getattr(args, 'capacity', None))}"
           f"{' (resumed: ' + str(len(plan) - len(todo)) + ' runs done)' if len(todo) < len(plan) else ''}",
           file=sys.stderr, flush=True)
-    meta: dict[str, Any] = {"argv": sys.argv, "pinning": pin.describe(), "load_before": _load()}
-    atomic_write_json(out / "validate.json", meta)
     t0 = time.monotonic()
-    if todo:
-        run_plan(todo, targets(args, pin, out), bench_run(args, out), out)
-    meta |= {"load_after": _load(), "seconds": round(time.monotonic() - t0, 1)}
-    atomic_write_json(out / "validate.json", meta)
+    recorded = out / "validate.json"
+    meta: dict[str, Any] = json.loads(recorded.read_text()) if recorded.is_file() else {}
+    if todo or "seconds" not in meta:
+        meta = {"argv": sys.argv, "pinning": pin.describe(), "load_before": _load()}
+        atomic_write_json(recorded, meta)
+        if todo:
+            run_plan(todo, targets(args, pin, out), bench_run(args, out), out)
+        meta |= {"load_after": _load(), "seconds": round(time.monotonic() - t0, 1)}
+        atomic_write_json(recorded, meta)
+    # else nothing was left to run: the report is rebuilt and the record of the call that ran keeps its load and time
     cmd = "llm-emu validate " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else [])
     load = (f"Load average (1/5/15 min) before {'/'.join(map(str, meta['load_before']))}, after "
             f"{'/'.join(map(str, meta['load_after']))}; {meta['seconds'] / 60:.0f} min.\n")
     text = report(out, f"llm-emu validate: {args.model}, {args.dataset}, {args.num_prompts} prompts/run", cmd,
                   profile=args.profile, preamble=load)
     if getattr(args, "retime", False):
-        from llm_emu.validate.retime import host_for, section
+        from llm_emu.validate.retime import host_for, saved_replay, section
 
-        print("llm-emu validate: --retime: replaying the emulated side in virtual time", file=sys.stderr, flush=True)
-        extra = section(out, Path(args.profile), args.model, host_for(out, args.retime_host))
+        saved = not todo and saved_replay(out)
+        print("llm-emu validate: --retime: " + ("the saved replay (nothing was run)" if saved else
+              "replaying the emulated side in virtual time"), file=sys.stderr, flush=True)
+        extra = section(out, Path(args.profile), args.model, host_for(out, args.retime_host), saved=saved)
         text += "\n" + extra
         atomic_write_text(out / "errors.md", (out / "errors.md").read_text() + "\n" + extra)
     print(text)

@@ -1,7 +1,8 @@
 """The validation report: errors.parquet, step_errors.parquet, errors.md and validation.png from results.parquet.
 
 Sections of ``errors.md``: the signed % error table (Table-1 shape; ``±`` the 95 % interval with repeats), the
-noise floor with a per-cell verdict (where the real side ran twice per cell), the TTFT split from vLLM's own
+noise floor with a per-cell verdict (where the real side ran twice per cell), every cell against its goal
+(met, or unresolvable because the noise floor is above the goal, or missed), the TTFT split from vLLM's own
 request timing, the step-level oracle accuracy per batch-shape bucket, and the raw values.
 """
 
@@ -16,7 +17,17 @@ import pandas as pd
 from llm_emu.fsutil import atomic_write_parquet, atomic_write_text
 from llm_emu.validate.errors import KIND_EMU, KIND_REAL, error_frame
 from llm_emu.validate.steps import step_report, warmup_markdown
-from llm_emu.validate.tables import cell_label, error_table, markdown_table, noise_markdown, values_table, wide
+from llm_emu.validate.tables import (
+    GOALS_SECTION,
+    GOALS_TEXT,
+    cell_label,
+    error_table,
+    goal_markdown,
+    markdown_table,
+    noise_markdown,
+    values_table,
+    wide,
+)
 
 #: TTFT parts (label, how to compute it from a results row's means in ms).
 TTFT_PARTS: tuple[tuple[str, str], ...] = (
@@ -86,6 +97,7 @@ def report(out: Path, title: str, command: str = "", profile: str | None = None,
           "indistinguishable from real vLLM would show, from the real side's A/A differences), `in`/`OUT` = "
           "|error| within it or not, `*` = the floor is above the goal:\n",
           noise_markdown(errors),
+          f"\n{GOALS_SECTION}\n", GOALS_TEXT, goal_markdown(errors),
           "\n## TTFT split (vLLM's request timing, mean ms)\n", ttft_markdown(results),
           "\n## Step latency per batch shape (all cells)\n", steps_md,
           *(["\n## Warm-up after an idle device\n", warm_md] if warm_md else []),

@@ -162,7 +162,7 @@ def replay(out: Path, profile: Path, model: str, host: HostModel, *, retime: boo
 def tables(out: Path, virtual: pd.DataFrame, wall: bool = True) -> str:
     """Markdown: device speed per cell, then the error tables of wall (``wall``), virtual and retimed emulation."""
     from llm_emu.validate.errors import error_frame
-    from llm_emu.validate.tables import error_table, markdown_table
+    from llm_emu.validate.tables import GOALS_TEXT, error_table, goal_markdown, markdown_table
 
     results = pd.read_parquet(out / "results.parquet")
     real = results[results["kind"] == KIND_REAL]
@@ -192,6 +192,8 @@ def tables(out: Path, virtual: pd.DataFrame, wall: bool = True) -> str:
             continue
         frame = error_frame(pd.concat([real, emu], ignore_index=True))
         parts.append(f"{title}, signed % error vs real:\n\n{markdown_table(error_table(frame))}")
+        if title.startswith("Emulated in virtual time, pack and host") and frame["floor_pct"].notna().any():
+            parts.append(f"The same, against the goals. {GOALS_TEXT}\n{goal_markdown(frame)}")
     return "\n".join(parts)
 
 
@@ -206,9 +208,24 @@ def _replay_and_save(out: Path, profile: Path, model: str, host: HostModel) -> p
     return virtual
 
 
-def section(out: Path, profile: Path, model: str, host: HostModel) -> str:
-    """Replay ``out`` (``replay``), save ``retime.parquet`` and return the report section (markdown)."""
-    virtual = _replay_and_save(out, profile, model, host)
+def _virtual(out: Path, profile: Path, model: str, host: HostModel, saved: bool) -> pd.DataFrame:
+    if not saved:
+        return _replay_and_save(out, profile, model, host)
+    if not (out / RESULTS).is_file():
+        raise EmuError(f"{out / RESULTS} does not exist; drop --saved to replay")
+    return pd.read_parquet(out / RESULTS)
+
+
+def saved_replay(out: Path) -> bool:
+    """Whether ``out`` holds a replay newer than its results (a report rebuilt with nothing to run reuses it)."""
+    res, rep = out / "results.parquet", out / RESULTS
+    return res.is_file() and rep.is_file() and rep.stat().st_mtime >= res.stat().st_mtime
+
+
+def section(out: Path, profile: Path, model: str, host: HostModel, saved: bool = False) -> str:
+    """Replay ``out`` (``replay``), save ``retime.parquet`` and return the report section (markdown);
+    ``saved``: no replay, the tables from the ``retime.parquet`` of an earlier one."""
+    virtual = _virtual(out, profile, model, host, saved)
     return (f"{SECTION}\n\nThe emulated side replayed in virtual time (host model: {host.source}): with the pack as "
             "captured, and with the pack's step latencies and the host terms multiplied by the device's measured "
             "speed during the cell. Errors that vanish when retimed come from the device running at another "
@@ -244,6 +261,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default="trace", help="the " + RETIME_HOST_HELP)
     parser.add_argument("--write", action="store_true",
                         help=f"also replace the '{SECTION[3:]}' section of OUT/errors.md with this replay's")
+    parser.add_argument("--saved", action="store_true",
+                        help=f"no replay: the tables from OUT/{RESULTS} of an earlier one (e.g. after a report change)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     recorded = _validate_args(out)
@@ -253,11 +272,11 @@ def main(argv: list[str]) -> int:
         raise SystemExit("llm-emu retime: the validation's pack is unknown; pass --profile PACK_DIR")
     try:
         if args.write:
-            text = section(out, Path(profile), model, host_for(out, args.host))
+            text = section(out, Path(profile), model, host_for(out, args.host), saved=args.saved)
             write_section(out / "errors.md", text)
             print(text)
             return 0
-        virtual = _replay_and_save(out, Path(profile), model, host_for(out, args.host))
+        virtual = _virtual(out, Path(profile), model, host_for(out, args.host), args.saved)
     except EmuError as exc:
         raise SystemExit(f"llm-emu retime: {exc}") from None
     print(f"python -m llm_emu.validate.retime {shlex.join(argv)}\n")

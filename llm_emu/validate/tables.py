@@ -90,6 +90,46 @@ def noise_markdown(errors: pd.DataFrame, goals: dict[str, float] = GOALS) -> str
     return "\n".join(lines) + "\n"
 
 
+GOAL_MET, GOAL_FLOOR, GOAL_MISSED = "met", "floor", "MISSED"
+"""Per-cell verdicts against the goal (``goal_verdict``)."""
+
+GOALS_SECTION = "## Against the goals"
+GOALS_TEXT = ("Per cell: `met` = |error| within the goal; `floor` = |error| above the goal but within the cell's "
+              "noise floor, which is itself above the goal (two real runs of the cell differ by more than the "
+              "goal, so the cell can show neither); `MISSED` = neither:\n")
+
+
+def goal_verdict(err_pct: float, floor_pct: float, goal: float) -> str:
+    """One cell against its goal: ``met`` (|error| <= goal); ``floor`` (|error| above the goal but within a
+    noise floor that is itself above the goal: two real runs of the cell differ by more than the goal, so
+    this cell cannot show the goal met or missed); ``MISSED`` (otherwise); ``n/a`` without an error."""
+    if not math.isfinite(err_pct):
+        return "n/a"
+    if abs(err_pct) <= goal:
+        return GOAL_MET
+    if math.isfinite(floor_pct) and floor_pct > goal and abs(err_pct) <= floor_pct:
+        return GOAL_FLOOR
+    return GOAL_MISSED
+
+
+def goal_markdown(errors: pd.DataFrame, goals: dict[str, float] = GOALS) -> str:
+    """Every cell of every metric with a goal: ``met`` / ``floor`` / ``MISSED`` (``goal_verdict``), and the
+    counts per metric."""
+    if errors.empty:
+        return "(no cells with both real and emulated results)\n"
+    err = wide(errors, "err_pct").astype(float)
+    floor = wide(errors, "floor_pct").astype(float)
+    lines = _head(list(err.columns), ["goal", "met / floor / missed"])
+    for metric, row in err.iterrows():
+        goal = goals.get(str(metric))
+        if goal is None:
+            continue
+        cells = [goal_verdict(row[c], floor.loc[metric, c], goal) for c in err.columns]
+        counts = "/".join(str(cells.count(v)) for v in (GOAL_MET, GOAL_FLOOR, GOAL_MISSED))
+        lines.append("| " + " | ".join([str(metric), *cells, f"<= {goal:g}", counts]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def values_table(errors: pd.DataFrame) -> str:
     """Markdown of the raw values behind the errors (real vs emulated per cell)."""
     if errors.empty:

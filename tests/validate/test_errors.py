@@ -11,7 +11,7 @@ import pytest
 
 from llm_emu.validate.errors import cell_stats, error_frame, signed_pct_error
 from llm_emu.validate.report import report
-from llm_emu.validate.tables import error_table, markdown_table, noise_markdown
+from llm_emu.validate.tables import error_table, goal_markdown, goal_verdict, markdown_table, noise_markdown
 
 
 def test_signed_pct_error() -> None:
@@ -110,3 +110,33 @@ def test_noise_table_marks_verdict_and_floor_above_goal() -> None:
     assert "| TTFT mean | 3.5 in | 1/1 |" in md
     assert "| Output throughput | 0.0 in | 1/1 |" in md
     assert "no A/A pairs" in noise_markdown(error_frame(_results()))
+
+
+def test_goal_verdict_met_floor_missed() -> None:
+    assert goal_verdict(-3.9, 1.0, 4.0) == "met"
+    assert goal_verdict(6.0, 10.0, 4.0) == "floor"  # above the goal, within a floor above it
+    assert goal_verdict(6.0, 3.0, 4.0) == "MISSED"  # the floor is below the goal: the cell resolves it
+    assert goal_verdict(12.0, 10.0, 4.0) == "MISSED"  # outside a floor that is above the goal
+    assert goal_verdict(6.0, math.nan, 4.0) == "MISSED"  # no A/A pair: nothing excuses it
+    assert goal_verdict(math.nan, 1.0, 4.0) == "n/a"
+
+
+def test_goal_table_per_cell_and_counts() -> None:
+    """TTFT: error +2.0 %, floor 3.5 % (goal 4): met. Real runs 100 and 110, emulated 112: +6.7 %, floor 17 %:
+    above the goal, within a floor above it. Emulated 140: +33 %, outside the floor: missed."""
+    res = _aa_results(1)
+    md = goal_markdown(error_frame(res))
+    assert "| TTFT mean | met | <= 4 | 1/0/0 |" in md
+    res.loc[res["kind"] == "emulated", "mean_ttft_ms"] = 112.0
+    res.loc[(res["kind"] == "real") & (res["run"] == 1), "mean_ttft_ms"] = 110.0
+    md = goal_markdown(error_frame(res))
+    assert "| TTFT mean | floor | <= 4 | 0/1/0 |" in md
+    res.loc[res["kind"] == "emulated", "mean_ttft_ms"] = 140.0  # +33 %: outside the 17 % floor
+    assert "| TTFT mean | MISSED | <= 4 | 0/0/1 |" in goal_markdown(error_frame(res))
+    assert "no cells" in goal_markdown(error_frame(res[res["kind"] == "real"]))
+
+
+def test_report_has_the_goal_section(tmp_path: Path) -> None:
+    _aa_results(1).to_parquet(tmp_path / "results.parquet", index=False)
+    text = report(tmp_path, "unit")
+    assert "## Against the goals" in text and "| TTFT mean | met |" in text

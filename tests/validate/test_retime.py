@@ -88,3 +88,25 @@ def test_write_section_replaces_only_the_drift_check(tmp_path: Path) -> None:
     assert text.count(retime.SECTION) == 1
     retime.write_section(md, retime.SECTION + "\n\nnewer\n")
     assert md.read_text().count(retime.SECTION) == 1 and "| a |" in md.read_text()
+
+
+def _rows(kind: str, ttft: float, run: int, **extra: float) -> dict[str, object]:
+    return {"kind": kind, "burstiness": 1.0, "rate": 2.0, "repeat": 0, "run": run, "mean_ttft_ms": ttft,
+            "output_throughput": 50.0, **extra}
+
+
+def test_saved_replay_rebuilds_the_section_without_replaying(tmp_path: Path) -> None:
+    """A report rebuilt with nothing to run takes the drift check's tables from the saved replay (the pack
+    path does not exist, so a replay would fail) and rates the retimed errors against the goals."""
+    real = [_rows("real", 100.0, 0), _rows("emulated", 90.0, 0), _rows("real", 102.0, 1)]
+    pd.DataFrame(real).to_parquet(tmp_path / "results.parquet", index=False)
+    assert not retime.saved_replay(tmp_path)
+    with pytest.raises(EmuError, match="drop --saved"):
+        retime.section(tmp_path, tmp_path / "no-pack", "m", HostModel(), saved=True)
+    saved = [_rows(retime.KIND_VIRTUAL, 95.0, 0, speed=1.0), _rows(retime.KIND_RETIMED, 102.0, 0, speed=1.1)]
+    pd.DataFrame(saved).to_parquet(tmp_path / retime.RESULTS, index=False)
+    assert retime.saved_replay(tmp_path)
+    text = retime.section(tmp_path, tmp_path / "no-pack", "m", HostModel(), saved=True)
+    assert "| speed | 1.100 |" in text
+    assert "| TTFT mean | +1.0 | 1.0 | <= 4 met |" in text  # retimed: 102 vs the real runs' mean 101
+    assert "| TTFT mean | met | <= 4 | 1/0/0 |" in text
