@@ -30,6 +30,11 @@ from llm_emu.lifetime import guard_children
 from llm_emu.models import resolve_model
 from llm_emu.pythonpath import child_pythonpath
 
+KEEP_ALIVE_S = 75
+"""Seconds the server keeps an idle HTTP connection (vLLM's VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 by default). vLLM's
+benchmark client pools connections for 60 s: with the server's 5 s, a request sent on a connection the server is
+closing fails ("Cannot write to closing transport"), a race that light-load runs hit. A user's value is kept."""
+
 STOP_GRACE_S = 15.0
 LOG_TAIL_LINES = 30
 
@@ -202,15 +207,22 @@ class ServerProcess:
         tail = log_tail(self.log_path)
         return ServerError(f"{what}; see {self.log_path}; last log lines:\n{tail}")
 
+    def child_env(self) -> dict[str, str]:
+        """The server's environment. Dev mode turns on /reset_prefix_cache; PYTHONPATH lets `-m llm_emu.cli` run
+        a source tree from any cwd; the HTTP keep-alive outlasts the benchmark client's (``KEEP_ALIVE_S``)."""
+        env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", "PYTHONUNBUFFERED": "1"}
+        env.setdefault("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", str(KEEP_ALIVE_S))
+        env.update(self.spec.env)
+        if pythonpath := child_pythonpath(env):
+            env["PYTHONPATH"] = pythonpath
+        return env
+
     def start(self) -> ServerProcess:
         if self.running:
             return self
         cmd = self.command()
         guard_children()  # the server leads its own process group: only this makes it die with its owner
-        # Dev mode turns on /reset_prefix_cache; PYTHONPATH lets `-m llm_emu.cli` run a source tree from any cwd.
-        env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", "PYTHONUNBUFFERED": "1", **self.spec.env}
-        if pythonpath := child_pythonpath(env):
-            env["PYTHONPATH"] = pythonpath
+        env = self.child_env()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         with open(self.log_path, "wb") as log:

@@ -140,3 +140,15 @@ def test_real_vllm_bad_flag_fails_fast(tmp_path: Path) -> None:
     with pytest.raises(ServerError, match=r"(?s)exited with code.*no-such-flag"):
         ServerProcess(spec).start()
     assert time.monotonic() - t0 < 120
+
+
+def test_server_keep_alive_outlasts_the_benchmark_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM's benchmark client pools connections for 60 s; a server that closes idle ones sooner races it (a
+    request written to a closing connection fails). A value the user set, or the spec's, wins."""
+    monkeypatch.delenv("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", raising=False)
+    env = ServerProcess(ServerSpec(kind="real", model="tiny-llama")).child_env()
+    assert int(env["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"]) > 60 and env["VLLM_SERVER_DEV_MODE"] == "1"
+    monkeypatch.setenv("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", "7")
+    assert ServerProcess(ServerSpec(kind="real", model="tiny-llama")).child_env()["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"] == "7"
+    spec = ServerSpec(kind="real", model="tiny-llama", env={"VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "9"})
+    assert ServerProcess(spec).child_env()["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"] == "9"
