@@ -171,7 +171,7 @@ def main(args: argparse.Namespace) -> int:
         saved = not todo and saved_replay(out)
         print("llm-emu validate: --retime: " + ("the saved replay (nothing was run)" if saved else
               "replaying the emulated side in virtual time"), file=sys.stderr, flush=True)
-        extra = section(out, Path(args.profile), args.model, host_for(out, args.retime_host), saved=saved)
+        extra = section(out, Path(args.profile), args.model, host_for(out, args.retime_host, saved), saved=saved)
         text += "\n" + extra
         atomic_write_text(out / "errors.md", (out / "errors.md").read_text() + "\n" + extra)
     print(text)

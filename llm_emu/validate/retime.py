@@ -181,18 +181,19 @@ def tables(out: Path, virtual: pd.DataFrame, wall: bool = True) -> str:
                      "mean of the cell's real runs; steal: CPU time the hypervisor gave to other guests during "
                      "them):\n\n" + head + "\n|---|" + "---:|" * len(sp) + "\n" + rows)
     wall_rows = results[results["kind"] == KIND_EMU]
-    emulated = [("Emulated in wall-clock time (the validation's own emulated runs)", wall_rows)] if wall else []
+    emulated = ([(KIND_EMU, "Emulated in wall-clock time (the validation's own emulated runs)", wall_rows)]
+                if wall else [])
     for kind, title in ((KIND_VIRTUAL, "Emulated in virtual time, pack as captured"),
                         (KIND_RETIMED, "Emulated in virtual time, pack and host terms at the device's measured "
                                        "speed")):
         if "kind" in virtual.columns:
-            emulated.append((title, virtual[virtual["kind"] == kind].assign(kind=KIND_EMU)))
-    for title, emu in emulated:
+            emulated.append((kind, title, virtual[virtual["kind"] == kind].assign(kind=KIND_EMU)))
+    for kind, title, emu in emulated:
         if emu.empty:
             continue
         frame = error_frame(pd.concat([real, emu], ignore_index=True))
         parts.append(f"{title}, signed % error vs real:\n\n{markdown_table(error_table(frame))}")
-        if title.startswith("Emulated in virtual time, pack and host") and frame["floor_pct"].notna().any():
+        if kind == KIND_RETIMED and frame["floor_pct"].notna().any():
             parts.append(f"The same, against the goals. {GOALS_TEXT}\n{goal_markdown(frame)}")
     return "\n".join(parts)
 
@@ -237,15 +238,17 @@ HOST_FIT = "host-fit.json"
 """The host model fitted on the validation's own emulated runs (``--host trace``)."""
 
 
-def host_for(out: Path, ref: str | None) -> HostModel:
-    """The replay's host model: ``trace``/None fits it on ``out``'s emulated runs (saved as host-fit.json),
-    anything else goes to ``resolve_host``."""
+def host_for(out: Path, ref: str | None, saved: bool = False) -> HostModel:
+    """The replay's host model: ``trace``/None fits it on ``out``'s emulated runs (saved as host-fit.json; with
+    ``saved``, the one an earlier fit saved), anything else goes to ``resolve_host``."""
     from llm_emu.fsutil import atomic_write_text
     from llm_emu.virtual.host import default_host, resolve_host
     from llm_emu.virtual.hostfit import from_validation
 
     if ref not in (None, "trace"):
         return resolve_host(ref)
+    if saved and (out / HOST_FIT).is_file():
+        return HostModel.load(out / HOST_FIT)
     model = from_validation(out, default_host())
     atomic_write_text(out / HOST_FIT, model.to_json() + "\n")
     return model
@@ -272,11 +275,11 @@ def main(argv: list[str]) -> int:
         raise SystemExit("llm-emu retime: the validation's pack is unknown; pass --profile PACK_DIR")
     try:
         if args.write:
-            text = section(out, Path(profile), model, host_for(out, args.host), saved=args.saved)
+            text = section(out, Path(profile), model, host_for(out, args.host, args.saved), saved=args.saved)
             write_section(out / "errors.md", text)
             print(text)
             return 0
-        virtual = _virtual(out, Path(profile), model, host_for(out, args.host), args.saved)
+        virtual = _virtual(out, Path(profile), model, host_for(out, args.host, args.saved), args.saved)
     except EmuError as exc:
         raise SystemExit(f"llm-emu retime: {exc}") from None
     print(f"python -m llm_emu.validate.retime {shlex.join(argv)}\n")

@@ -110,3 +110,10 @@ def test_saved_replay_rebuilds_the_section_without_replaying(tmp_path: Path) -> 
     assert "| speed | 1.100 |" in text
     assert "| TTFT mean | +1.0 | 1.0 | <= 4 met |" in text  # retimed: 102 vs the real runs' mean 101
     assert "| TTFT mean | met | <= 4 | 1/0/0 |" in text
+
+
+def test_saved_host_fit_is_loaded_not_refitted(tmp_path: Path) -> None:
+    """A rebuild reads the host model an earlier fit saved (there are no traces here to fit one on)."""
+    fitted = HostModel(step_base_s=0.001, source="fitted earlier")
+    (tmp_path / retime.HOST_FIT).write_text(fitted.to_json() + "\n")
+    assert retime.host_for(tmp_path, "trace", saved=True) == fitted
