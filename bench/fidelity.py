@@ -6,6 +6,9 @@ Run it on an otherwise idle machine (the load averages before and after are reco
 each skipped when its output exists (an interrupted run resumes with the same command):
 
 1. `llm-emu profile --model tiny-llama --out OUT/pack` (full capture plan; ``--profile`` reuses a pack);
+   when the capture's device speed probes found the device unsteady (its speed moved by more than 10 % within
+   minutes, ``llm_emu.capture.speed``), it stops here with the capture's warning unless ``--force``: such a
+   machine cannot resolve the 2 % goals, and the validation takes hours;
 2. the real server's capacity: the saturated request throughput of the capture's ShareGPT rate=inf run; the
    rates are ``--load-fractions`` of it (light load well below capacity up to past saturation) unless
    ``--rates`` is given;
@@ -107,6 +110,15 @@ def replace_section(path: Path, section: str) -> None:
     os.replace(tmp, path)
 
 
+def unsteady_device(pack: Path) -> str | None:
+    """The capture's warning when its speed probes found the device unsteady (``llm_emu.capture.speed``)."""
+    path = pack / "capture.json"
+    if not path.is_file():
+        return None
+    warning = (json.loads(path.read_text()).get("speed_probes") or {}).get("warning")
+    return str(warning) if warning else None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/fidelity")
@@ -123,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick-capture", action="store_true", help="capture with --quick (reduced run)")
     p.add_argument("--no-retime", action="store_true", help="no device drift check (llm-emu validate --retime)")
     p.add_argument("--docs", default=None, help="also replace the marked section of this file (docs/FIDELITY.md)")
+    p.add_argument("--force", action="store_true",
+                   help="validate even when the capture's speed probes found the device unsteady")
     args, vllm_args = p.parse_known_args(argv)
     out = (ROOT / args.out).resolve() if not Path(args.out).is_absolute() else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [*cli, "profile", "--model", args.model, "--out", str(pack), "--sharegpt-rates", args.sharegpt_rates,
                "--sharegpt-prompts", str(args.sharegpt_prompts), "--keep-raw", *vllm_args]
         _run([*cmd, "--quick"] if args.quick_capture else cmd)
+    unsteady = unsteady_device(pack)
+    if unsteady and not args.force:
+        print(f"fidelity: stopped before the validation: {unsteady}; pass --force to validate anyway",
+              file=sys.stderr)
+        return 2
     cap = capacity(pack)
     rates = args.rates or (rates_from(cap, args.load_fractions) if cap else "0.25,0.5,1,1.5,2,3")
     meta["capacity"] = f"{cap:.2f}" if cap else "unknown"

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from llm_emu.capture.cpuset import ServerPinning
-from llm_emu.capture.plan import PlanItem, capture_plan
+from llm_emu.capture.plan import PlanItem, capture_plan, with_speed_probes
 from llm_emu.capture.recorder import additional_config, read_requests, read_steps, read_worker_info
+from llm_emu.capture.speed import RunWindow, scale_to_typical_speed
 from llm_emu.errors import EmuError
 from llm_emu.fsutil import atomic_write_json
 from llm_emu.measure import BenchRun, MeasureSession
+from llm_emu.measure.base import progress_bar
 from llm_emu.models import load_model_config
 from llm_emu.profile.features import STEP_COLUMNS
 from llm_emu.profile.pack import DeviceInfo, EngineSettings, ProfileMeta, ProfilePack, Provenance, save_pack
@@ -44,6 +46,13 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="vLLM-CPU: drop steps whose worker thread got less than this share of the wall time "
                              "on its core (another process took the device core; 0 keeps all; default %(default)s)")
     parser.add_argument("--keep-raw", action="store_true", help="keep the worker's raw JSON-lines files in OUT/raw")
+    parser.add_argument("--no-speed-probes", action="store_true",
+                        help="do not run the device speed probe (one short request alone) between runs; the probes "
+                             "show how steady the device was (capture.json, a warning when it was not)")
+    parser.add_argument("--scale-to-probes", action="store_true",
+                        help="divide each run's step latencies by the device's speed the probes read around it "
+                             "(right when the device's drift is one factor for every batch shape; "
+                             "llm_emu.capture.speed)")
 
 
 def _device_is_cpu() -> bool:
@@ -83,8 +92,15 @@ def drop_contended(steps: Any, min_cpu_share: float) -> tuple[Any, int]:
 
 
 def write_pack(raw: Path, out: Path, model: str, model_config: dict[str, Any], method: str,
-               min_cpu_share: float = 0.0) -> ProfilePack:
-    """Turn a capture directory (the worker's JSON lines) into a pack."""
+               min_cpu_share: float = 0.0, windows: list[RunWindow] | None = None,
+               speed: dict[str, Any] | None = None, scale_to_probes: bool = False) -> ProfilePack:
+    """Turn a capture directory (the worker's JSON lines) into a pack.
+
+    ``windows``: when each benchmark run ran; with speed probes among them the pack's method says how far the
+    device's speed moved (``llm_emu.capture.speed``), and with ``scale_to_probes`` each run's steps are scaled to
+    the device's median speed; ``speed``, if given, receives the probes' readings (``SpeedScaling.to_dict``,
+    plus ``warning`` when the device was unsteady).
+    """
     steps = read_steps(raw)
     if steps.empty:
         raise EmuError(f"no engine steps were recorded in {raw}; see the server log")
@@ -101,6 +117,13 @@ def write_pack(raw: Path, out: Path, model: str, model_config: dict[str, Any], m
         elif dropped:
             steps = kept
             method += f"; dropped {dropped} steps with cpu share < {min_cpu_share:g} (device core contended)"
+    # After the contended steps are gone (a scaled latency would change a step's CPU share), so the probes read
+    # the device, not the hypervisor taking its core.
+    if windows and "t" in steps.columns and any(w.probe for w in windows):
+        steps, scaling = scale_to_typical_speed(steps, windows, apply=scale_to_probes)
+        method += "; " + scaling.describe()
+        if speed is not None:
+            speed.update(scaling.to_dict(), warning=scaling.warning())
     requests = read_requests(raw)
     warmup = Warmup()
     if warm is not None:
@@ -134,12 +157,24 @@ def _fit_warmup(steps: Any, warm: tuple[Any, Any, Any], method: str) -> tuple[Wa
 
 
 def run_plan(session: MeasureSession, plan: list[PlanItem], result_dir: Path) -> list[dict[str, Any]]:
-    """Run the plan with vLLM's benchmark client in a measure session; one summary row per run."""
-    runs = [BenchRun(item.workload, result_dir=result_dir, label=item.label) for item in plan]
-    return [{"label": m.run.label, "seconds": m.wall_s, "completed": m.result.get("completed"),
-             "output_throughput": m.result.get("output_throughput"),
-             "request_throughput": m.result.get("request_throughput")}
-            for m in session.run_all(runs, progress="capture")]
+    """Run the plan with vLLM's benchmark client in a measure session; one summary row per run, with when it
+    ran (``start``/``end``: ``time.time()``, the clock of the recorded steps)."""
+    rows: list[dict[str, Any]] = []
+    runs = [(item, BenchRun(item.workload, result_dir=result_dir, label=item.label)) for item in plan]
+    for item, run in progress_bar(runs, "capture", lambda r: r[1].label):
+        start = time.time()
+        m = session.run(run)
+        rows.append({"label": item.label, "probe": item.probe, "start": start, "end": time.time(),
+                     "seconds": m.wall_s, "completed": m.result.get("completed"),
+                     "output_throughput": m.result.get("output_throughput"),
+                     "request_throughput": m.result.get("request_throughput")})
+    return rows
+
+
+def run_windows(rows: list[dict[str, Any]]) -> list[RunWindow]:
+    """The runs' time windows from :func:`run_plan`'s rows."""
+    return [RunWindow(str(r["label"]), float(r["start"]), float(r["end"]), bool(r.get("probe")))
+            for r in rows if "start" in r]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -175,14 +210,19 @@ def main(args: argparse.Namespace) -> int:
                             int(eng.get("max_model_len", 4096)), quick=args.quick,
                             sharegpt_prompts=args.sharegpt_prompts,
                             sharegpt_rates=tuple(float(x) for x in args.sharegpt_rates.split(",") if x))
+        if not args.no_speed_probes:
+            plan = with_speed_probes(plan)
         runs = run_plan(session, plan, out / "bench")
-    method = ("llm-emu profile" + (" --quick" if args.quick else "") + f" ({len(plan)} benchmark runs: random "
+    covering = sum(not item.probe for item in plan)
+    method = ("llm-emu profile" + (" --quick" if args.quick else "") + f" ({covering} benchmark runs: random "
               "prefill/decode/long-context/mixed + ShareGPT); vllm flags: " + shlex.join(user) + pin.describe())
-    pack = write_pack(raw, out, args.model, load_model_config(args.model), method, args.min_cpu_share)
+    speed: dict[str, Any] = {}
+    pack = write_pack(raw, out, args.model, load_model_config(args.model), method, args.min_cpu_share,
+                      run_windows(runs), speed, args.scale_to_probes)
     recorded = len(read_steps(raw))
     summary = {"recorded_steps": recorded, "dropped_contended_steps": recorded - len(pack.steps),
                "pinning": {str(k): v for k, v in roles.items()}, "seconds_total": time.monotonic() - t_start,
-               "startup_s": session.startup_s, "runs": runs,
+               "startup_s": session.startup_s, "runs": runs, **({"speed_probes": speed} if speed else {}),
                "num_steps": len(pack.steps), "num_requests": 0 if pack.requests is None else len(pack.requests)}
     atomic_write_json(out / "capture.json", summary)
     if not args.keep_raw:
@@ -190,4 +230,6 @@ def main(args: argparse.Namespace) -> int:
             f.unlink()
     print(f"llm-emu profile: wrote {out} ({len(pack.steps)} steps, {summary['num_requests']} requests, "
           f"{summary['seconds_total']:.0f} s)", file=sys.stderr)
+    if speed.get("warning"):
+        print(f"llm-emu profile: warning: {speed['warning']}", file=sys.stderr)
     return 0

@@ -10,6 +10,9 @@ so the same plan fits a CPU server (2048/128) and an H100 server (8192/1024):
 * ShareGPT at several Poisson rates (the shape of the validation workload);
 * requests that find the device idle (random dataset, a slow Poisson rate): the first steps after an idle period
   take longer on a real device, and the pack's warm-up model (``llm_emu.profile.warmup``) is fitted on them.
+
+``llm-emu profile`` runs a device speed probe (one short request alone, ``llm_emu.capture.speed``) before each
+run and after the last, unless ``--no-speed-probes``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llm_emu.benchclient import Workload
+from llm_emu.capture.speed import PROBE_INPUT, PROBE_OUTPUT, PROBE_SEED
 
 SMALL_PREFILLS = (8, 16, 32)
 """Prompt lengths (tokens) of short pure prefills: ShareGPT has many, and at light load each is alone in its step."""
@@ -37,6 +41,23 @@ class PlanItem:
 
     label: str
     workload: Workload
+    probe: bool = False
+    """A device speed probe (``llm_emu.capture.speed``), not part of the covering workload."""
+
+
+def speed_probe() -> PlanItem:
+    """The device speed probe: the same short request alone on the device (``llm_emu.capture.speed``)."""
+    wl = Workload(dataset="random", num_prompts=1, request_rate=float("inf"), max_concurrency=1,
+                  random_input_len=PROBE_INPUT, random_output_len=PROBE_OUTPUT, seed=PROBE_SEED, ignore_eos=True)
+    return PlanItem("speed probe", wl, probe=True)
+
+
+def with_speed_probes(items: list[PlanItem]) -> list[PlanItem]:
+    """``items`` with a speed probe before each and after the last."""
+    out: list[PlanItem] = []
+    for item in items:
+        out += [speed_probe(), item]
+    return [*out, speed_probe()] if items else out
 
 
 def _rnd(inp: int, out: int, conc: int, n: int, seed: int) -> PlanItem:

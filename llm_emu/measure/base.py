@@ -33,10 +33,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from llm_emu.benchclient import Workload
 from llm_emu.server import ServerSpec
+
+T = TypeVar("T")
 
 
 class Pinning(Protocol):
@@ -157,12 +159,17 @@ def _progress(runs: Sequence[BenchRun], desc: str | None) -> Iterator[BenchRun]:
     if desc is None:
         yield from runs
         return
+    yield from progress_bar(runs, desc, lambda run: run.label)
+
+
+def progress_bar(items: Sequence[T], desc: str, label: Callable[[T], str]) -> Iterator[T]:
+    """``items`` in order, with a tqdm bar on stderr named ``desc`` showing ``label(item)`` of the current one."""
     from tqdm import tqdm
 
-    bar = tqdm(runs, desc=desc, unit="run", file=sys.stderr)
-    for run in bar:
-        bar.set_postfix_str(run.label)
-        yield run
+    bar = tqdm(items, desc=desc, unit="run", file=sys.stderr)
+    for item in bar:
+        bar.set_postfix_str(label(item))
+        yield item
 
 
 class MeasureLoop(ABC):
