@@ -210,7 +210,7 @@ def main(args: argparse.Namespace) -> int:
                             int(eng.get("max_model_len", 4096)), quick=args.quick,
                             sharegpt_prompts=args.sharegpt_prompts,
                             sharegpt_rates=tuple(float(x) for x in args.sharegpt_rates.split(",") if x))
-        if not args.no_speed_probes:
+        if not getattr(args, "no_speed_probes", False):
             plan = with_speed_probes(plan)
         runs = run_plan(session, plan, out / "bench")
     covering = sum(not item.probe for item in plan)
@@ -218,7 +218,7 @@ def main(args: argparse.Namespace) -> int:
               "prefill/decode/long-context/mixed + ShareGPT); vllm flags: " + shlex.join(user) + pin.describe())
     speed: dict[str, Any] = {}
     pack = write_pack(raw, out, args.model, load_model_config(args.model), method, args.min_cpu_share,
-                      run_windows(runs), speed, args.scale_to_probes)
+                      run_windows(runs), speed, bool(getattr(args, "scale_to_probes", False)))
     recorded = len(read_steps(raw))
     summary = {"recorded_steps": recorded, "dropped_contended_steps": recorded - len(pack.steps),
                "pinning": {str(k): v for k, v in roles.items()}, "seconds_total": time.monotonic() - t_start,

@@ -8,6 +8,11 @@ Where this run's own real side disagrees with itself by more (a busier machine t
 bound widens to ``AA_FACTOR`` times the cell's measured noise floor instead of failing on noise. Output
 throughput is gated only near capacity: at light load it is the offered load plus the last requests' tail,
 which 20 prompts make noisy.
+
+A failing attempt whose device moved between capture and validation (the pack's own model is more than
+``DRIFT_RETRY_PCT`` off the real single-request decode steps of the validation: the same shape, so only the
+device can differ) is repeated once with a fresh capture; the second attempt's result stands. An emulator
+regression fails both; a machine whose speed jumped (another tenant of the host) gets a second chance.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ BOUNDS: dict[tuple[float, str], float] = {
 """|signed % error| allowed per (rate, metric); derived in docs/FIDELITY.md ("CI gate")."""
 AA_FACTOR = 2.0
 """A cell's bound is at least this multiple of its own noise floor (a noisier machine than the one measured)."""
+DRIFT_RETRY_PCT = 15.0
+"""|median error| of the pack's model at the validation's real single-request decode steps from which a failed
+attempt counts as the device having moved since the capture (and is repeated once)."""
 
 
 def _capture(pack_dir: Path) -> None:
@@ -80,10 +88,7 @@ def _diagnosis(out: Path, steps: pd.DataFrame) -> str:
             f"{meta.get('load_before')}, after {meta.get('load_after')}")
 
 
-def test_capture_then_validate(tmp_path: Path) -> None:
-    pack_dir, out = tmp_path / "pack", tmp_path / "val"
-    _capture(pack_dir)
-    _validate(pack_dir, out)
+def _failures(out: Path) -> list[str]:
     errors = pd.read_parquet(out / "errors.parquet")
     assert len(errors) == 2 * 9
     by = {(r.rate, r.metric): r for r in errors.itertuples()}
@@ -94,7 +99,34 @@ def test_capture_then_validate(tmp_path: Path) -> None:
         if not (math.isfinite(row.err_pct) and abs(row.err_pct) <= allowed):
             failures.append(f"{metric} at {rate:g}/s: {row.err_pct:+.1f} % (allowed {allowed:.1f} %, A/A "
                             f"{row.aa_pct:.1f} %)")
-    steps = pd.read_parquet(out / "step_errors.parquet")
-    assert not failures, "; ".join(failures) + _diagnosis(out, steps)
+    return failures
+
+
+def device_moved(steps: pd.DataFrame) -> float | None:
+    """The pack's model vs the validation's real single-request decode steps (median signed %, pooled over the
+    cells) when it is beyond ``DRIFT_RETRY_PCT``, else None."""
+    d1 = steps[steps["rate"].isna() & (steps["bucket"] == "P0 D1") & (steps["n_real"] >= 100)]
+    if d1.empty:
+        return None
+    err = float(d1["oracle_median_err_pct"].iloc[0])
+    return err if abs(err) > DRIFT_RETRY_PCT else None
+
+
+def test_capture_then_validate(tmp_path: Path) -> None:
+    import warnings
+
+    for attempt in (1, 2):
+        pack_dir, out = tmp_path / f"pack{attempt}", tmp_path / f"val{attempt}"
+        _capture(pack_dir)
+        _validate(pack_dir, out)
+        failures = _failures(out)
+        steps = pd.read_parquet(out / "step_errors.parquet")
+        moved = device_moved(steps)
+        if not failures or moved is None or attempt == 2:
+            break
+        warnings.warn(f"closed loop, attempt 1 failed with the device moved since the capture (the pack's model "
+                      f"{moved:+.0f} % at the real single-request decode steps): {'; '.join(failures)}; "
+                      "capturing and validating once more", stacklevel=1)
+    assert not failures, f"attempt {attempt}: " + "; ".join(failures) + _diagnosis(out, steps)
     assert not steps.empty and (steps["n_real"] > 0).all()  # the step-level report ran on real traces
     assert (out / "validation.png").is_file() and "Noise floor" in (out / "errors.md").read_text()
