@@ -2,7 +2,7 @@
 device was, and can scale each run's steps to the device's typical speed.
 
 A pack is one snapshot of the device, but the device's speed is not constant. On a shared virtual machine the
-same work on the same core runs 10-40 % slower for tens of seconds at a time (other tenants of the host; the
+same work on the same core runs 10-45 % slower for seconds to minutes at a time (other tenants of the host; the
 thread's CPU time grows with the wall time, so the core is not being taken away, it is slower), and a GPU's
 clocks move with its temperature. A capture measures each batch shape mostly in one or two of its runs, so a
 slow episode during those runs makes those shapes slow in the pack for good: measured on vLLM-CPU (2026-12-07),
@@ -17,8 +17,9 @@ widely (``UNSTEADY_SPREAD``). With scaling on (``llm-emu profile --scale-to-prob
 latencies are divided by its speed, so the pack describes the device at its median speed during the capture,
 whatever shape was being measured during a slow stretch. That is right when the device's drift is one speed
 factor for every batch shape (a clock that moves); it is off by default because on a shared virtual machine it
-was not (2026-12-08: in a slow stretch the single-request probe step took 40 % longer while 64-request steps
-took 0-5 % longer, and scaling by the probe made two captures disagree more, not less; docs/FIDELITY.md,
+was not (2026-12-08: in a slow stretch the single-request steps took 34-45 % longer while 64-request steps at
+up to 511 tokens of context per request took 4 % longer, and scaling by the probe made two captures disagree
+more, not less; docs/FIDELITY.md,
 "Device speed during a capture").
 """
 
