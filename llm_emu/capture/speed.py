@@ -19,8 +19,7 @@ whatever shape was being measured during a slow stretch. That is right when the 
 factor for every batch shape (a clock that moves); it is off by default because on a shared virtual machine it
 was not (2026-12-08: in a slow stretch the single-request steps took 34-45 % longer while 64-request steps at
 up to 511 tokens of context per request took 4 % longer, and scaling by the probe made two captures disagree
-more, not less; docs/FIDELITY.md,
-"Device speed during a capture").
+more, not less; docs/FIDELITY.md, "Device speed during a capture").
 """
 
 from __future__ import annotations
