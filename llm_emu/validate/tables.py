@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from llm_emu.validate.errors import GOALS, METRICS, arrival_label
+from llm_emu.validate.errors import GOALS, METRICS, arrival_label, verdict
 
 
 def _rate_label(rate: float) -> str:
@@ -79,13 +79,13 @@ def noise_markdown(errors: pd.DataFrame, goals: dict[str, float] = GOALS) -> str
         cells, inside, total = [], 0, 0
         goal = goals.get(str(metric), math.inf)
         for c in floor.columns:
-            v, verdict = row[c], verdicts.loc[metric, c]
+            v, within = row[c], verdicts.loc[metric, c] == "within"
             if not math.isfinite(v):
                 cells.append("n/a")
                 continue
             total += 1
-            inside += verdict == "within"
-            cells.append(f"{v:.1f} {'in' if verdict == 'within' else 'OUT'}{'*' if v > goal else ''}")
+            inside += within
+            cells.append(f"{v:.1f} {'in' if within else 'OUT'}{'*' if v > goal else ''}")
         lines.append("| " + " | ".join([str(metric), *cells, f"{inside}/{total}"]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -107,7 +107,7 @@ def goal_verdict(err_pct: float, floor_pct: float, goal: float) -> str:
         return "n/a"
     if abs(err_pct) <= goal:
         return GOAL_MET
-    if math.isfinite(floor_pct) and floor_pct > goal and abs(err_pct) <= floor_pct:
+    if floor_pct > goal and verdict(err_pct, floor_pct) == "within":
         return GOAL_FLOOR
     return GOAL_MISSED
 
