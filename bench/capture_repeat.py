@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llm_emu.capture.cli import drop_contended, run_windows
+from llm_emu.capture.cli import run_windows, table_steps
 from llm_emu.capture.recorder import read_steps
-from llm_emu.capture.speed import scale_to_typical_speed
 from llm_emu.profile.warmup import split_warmup
 
 BATCH_EDGES = (1, 2, 4, 8, 16, 32, 64, 10**9)
@@ -53,13 +52,14 @@ def load(capture: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[float | None]]
     windows = run_windows(rows)
     if not any(w.probe for w in windows):
         raise SystemExit(f"capture_repeat: {capture} has no speed probes; capture without --no-speed-probes")
-    # as llm-emu profile builds the pack: warm-up steps found on every step, then the contended ones dropped,
-    # then each run scaled by the probes around it
+    # as llm-emu profile builds the pack: warm-up steps found on every step, then its table's steps (contended
+    # ones dropped), as measured and with each run scaled by the probes around it
     cold = split_warmup(steps)[0]
-    steps = drop_contended(steps, MIN_CPU_SHARE)[0]
-    scaled, how = scale_to_typical_speed(steps, windows)
-    keep = ~cold.loc[steps.index] & (steps["num_prefill_reqs"] == 0) & (steps["num_decode_reqs"] > 0)
-    return steps[keep], scaled[keep], list(how.probe_ms)
+    raw, _, how = table_steps(steps, True, MIN_CPU_SHARE, windows, scale_to_probes=False)
+    scaled = table_steps(steps, True, MIN_CPU_SHARE, windows, scale_to_probes=True)[0]
+    keep = ~cold.loc[raw.index] & (raw["num_prefill_reqs"] == 0) & (raw["num_decode_reqs"] > 0)
+    assert how is not None
+    return raw[keep], scaled[keep], list(how.probe_ms)
 
 
 def table(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from typing import Any
 from llm_emu.capture.cpuset import ServerPinning
 from llm_emu.capture.plan import PlanItem, capture_plan, with_speed_probes
 from llm_emu.capture.recorder import additional_config, read_requests, read_steps, read_worker_info
-from llm_emu.capture.speed import RunWindow, scale_to_typical_speed
+from llm_emu.capture.speed import RunWindow, SpeedScaling, scale_to_typical_speed
 from llm_emu.errors import EmuError
 from llm_emu.fsutil import atomic_write_json
 from llm_emu.measure import BenchRun, MeasureSession
@@ -91,6 +91,31 @@ def drop_contended(steps: Any, min_cpu_share: float) -> tuple[Any, int]:
     return steps[~bad], int(bad.sum())
 
 
+def table_steps(steps: Any, cpu: bool, min_cpu_share: float, windows: list[RunWindow] | None,
+                scale_to_probes: bool) -> tuple[Any, list[str], SpeedScaling | None]:
+    """A capture's steps as the pack's table gets them, before the warm-up split: on vLLM-CPU the contended steps
+    dropped (unless most are), then the speed probes read and, with ``scale_to_probes``, each run scaled.
+    Returns (steps, notes for the pack's method, the probes' reading or None without probes)."""
+    notes: list[str] = []
+    if cpu:
+        kept, dropped = drop_contended(steps, min_cpu_share)
+        if dropped > len(steps) // 2:
+            # Most steps contended: dropping them would leave holes in the batch space (e.g. every big prefill);
+            # a pack with the machine's noise is more useful than one with gaps. Say so in the provenance.
+            notes.append(f"{dropped} of {len(steps)} steps had cpu share < {min_cpu_share:g} (device core "
+                         "contended); all kept")
+        elif dropped:
+            steps = kept
+            notes.append(f"dropped {dropped} steps with cpu share < {min_cpu_share:g} (device core contended)")
+    # After the contended steps are gone (a scaled latency would change a step's CPU share), so the probes read
+    # the device, not the hypervisor taking its core.
+    scaling = None
+    if windows and "t" in steps.columns and any(w.probe for w in windows):
+        steps, scaling = scale_to_typical_speed(steps, windows, apply=scale_to_probes)
+        notes.append(scaling.describe())
+    return steps, notes, scaling
+
+
 def write_pack(raw: Path, out: Path, model: str, model_config: dict[str, Any], method: str,
                min_cpu_share: float = 0.0, windows: list[RunWindow] | None = None,
                speed: dict[str, Any] | None = None, scale_to_probes: bool = False) -> ProfilePack:
@@ -107,23 +132,11 @@ def write_pack(raw: Path, out: Path, model: str, model_config: dict[str, Any], m
     info = read_worker_info(raw)
     # Warm-up runs are found on every recorded step (a dropped step still kept the device busy).
     warm = split_warmup(steps) if "t" in steps.columns else None
-    if info.get("device", {}).get("kind") == "cpu":
-        kept, dropped = drop_contended(steps, min_cpu_share)
-        if dropped > len(steps) // 2:
-            # Most steps contended: dropping them would leave holes in the batch space (e.g. every big prefill);
-            # a pack with the machine's noise is more useful than one with gaps. Say so in the provenance.
-            method += (f"; {dropped} of {len(steps)} steps had cpu share < {min_cpu_share:g} (device core "
-                       "contended); all kept")
-        elif dropped:
-            steps = kept
-            method += f"; dropped {dropped} steps with cpu share < {min_cpu_share:g} (device core contended)"
-    # After the contended steps are gone (a scaled latency would change a step's CPU share), so the probes read
-    # the device, not the hypervisor taking its core.
-    if windows and "t" in steps.columns and any(w.probe for w in windows):
-        steps, scaling = scale_to_typical_speed(steps, windows, apply=scale_to_probes)
-        method += "; " + scaling.describe()
-        if speed is not None:
-            speed.update(scaling.to_dict(), warning=scaling.warning())
+    steps, notes, scaling = table_steps(steps, info.get("device", {}).get("kind") == "cpu", min_cpu_share, windows,
+                                        scale_to_probes)
+    method += "".join(f"; {n}" for n in notes)
+    if scaling is not None and speed is not None:
+        speed.update(scaling.to_dict(), warning=scaling.warning())
     requests = read_requests(raw)
     warmup = Warmup()
     if warm is not None:
